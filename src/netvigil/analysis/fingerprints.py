@@ -1,0 +1,164 @@
+"""Blockpage fingerprints (ooni/blocking-fingerprints schema) and fast matching.
+
+Body patterns are matched in one pass with an Aho-Corasick automaton (the
+``contains`` patterns) plus the few ``regexp``/``prefix``/``full`` ones, so
+matching 1,700 fingerprints costs about as much as scanning the body once.
+Loading the CSV files is I/O and lives in ``netvigil.tasks.fingerprints``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import ahocorasick
+
+__all__ = ["Fingerprint", "FingerprintDB", "BLOCKING_SCOPES", "SCOPE_RANK"]
+
+# Scopes per the upstream README: nat(ional) and isp blockpages, prod(uct) of a
+# filtering middlebox, inst(itution), vbw = vague blocking word, fp = a known
+# false positive (e.g. a CDN's bot check), which proves the page is NOT a blockpage.
+BLOCKING_SCOPES = frozenset({"nat", "isp", "prod", "inst", "vbw", "injb", "prov"})
+SCOPE_RANK = {"nat": 0, "isp": 1, "prod": 2, "inst": 3, "injb": 4, "prov": 5, "vbw": 6, "fp": 7}
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    name: str
+    scope: str
+    location_found: str
+    pattern_type: str
+    pattern: str
+    confidence_no_fp: int = 5
+    expected_countries: tuple[str, ...] = ()
+
+    @property
+    def confirms_blocking(self) -> bool:
+        """Strong enough to call a verdict confirmed (vague words are not)."""
+        return self.scope in BLOCKING_SCOPES and self.scope != "vbw"
+
+    @property
+    def is_false_positive(self) -> bool:
+        return self.scope == "fp"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, str]) -> "Fingerprint":
+        try:
+            conf = int(row.get("confidence_no_fp") or 5)
+        except ValueError:
+            conf = 5
+        countries = tuple(c.strip() for c in (row.get("expected_countries") or "").split(",") if c.strip())
+        return cls(
+            name=row["name"].strip(),
+            scope=(row.get("scope") or "").strip(),
+            location_found=(row.get("location_found") or "").strip().lower(),
+            pattern_type=(row.get("pattern_type") or "").strip(),
+            pattern=row.get("pattern") or "",
+            confidence_no_fp=conf,
+            expected_countries=countries,
+        )
+
+
+def _best(matches: Iterable[Fingerprint]) -> Fingerprint | None:
+    best = None
+    for fp in matches:
+        if best is None or SCOPE_RANK.get(fp.scope, 9) < SCOPE_RANK.get(best.scope, 9):
+            best = fp
+    return best
+
+
+class _PatternSet:
+    """All patterns for one location (body, or one header), matched together."""
+
+    __slots__ = ("_automaton", "_prefix", "_full", "_regexp")
+
+    def __init__(self, fingerprints: list[Fingerprint]) -> None:
+        self._automaton: ahocorasick.Automaton | None = None
+        self._prefix: list[Fingerprint] = []
+        self._full: dict[str, list[Fingerprint]] = {}
+        self._regexp: list[tuple[re.Pattern[str], Fingerprint]] = []
+        contains: dict[str, list[Fingerprint]] = {}
+        for fp in fingerprints:
+            if not fp.pattern:
+                continue
+            if fp.pattern_type == "contains":
+                contains.setdefault(fp.pattern, []).append(fp)
+            elif fp.pattern_type == "prefix":
+                self._prefix.append(fp)
+            elif fp.pattern_type == "full":
+                self._full.setdefault(fp.pattern, []).append(fp)
+            elif fp.pattern_type == "regexp":
+                try:
+                    self._regexp.append((re.compile(fp.pattern, re.DOTALL), fp))
+                except re.error:
+                    continue
+        if contains:
+            automaton = ahocorasick.Automaton()
+            for pattern, fps in contains.items():
+                automaton.add_word(pattern, tuple(fps))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def match(self, text: str) -> list[Fingerprint]:
+        found: list[Fingerprint] = []
+        if self._automaton is not None:
+            for _end, fps in self._automaton.iter(text):
+                found.extend(fps)
+        for fp in self._prefix:
+            if text.startswith(fp.pattern):
+                found.append(fp)
+        found.extend(self._full.get(text, ()))
+        for rx, fp in self._regexp:
+            if rx.search(text):
+                found.append(fp)
+        return found
+
+
+class FingerprintDB:
+    """DNS and HTTP fingerprints, ready to match."""
+
+    def __init__(self, dns: Iterable[Fingerprint] = (), http: Iterable[Fingerprint] = ()) -> None:
+        self.dns: dict[str, list[Fingerprint]] = {}
+        for fp in dns:
+            self.dns.setdefault(fp.pattern.strip(), []).append(fp)
+        by_location: dict[str, list[Fingerprint]] = {}
+        for fp in http:
+            by_location.setdefault(fp.location_found, []).append(fp)
+        self._body = _PatternSet(by_location.pop("body", []))
+        self._headers = {
+            loc.removeprefix("header."): _PatternSet(fps)
+            for loc, fps in by_location.items()
+            if loc.startswith("header.")
+        }
+        self.size = sum(len(v) for v in self.dns.values()) + sum(len(v) for v in by_location.values())
+
+    @classmethod
+    def from_rows(cls, dns_rows: Iterable[Mapping[str, str]], http_rows: Iterable[Mapping[str, str]]) -> "FingerprintDB":
+        return cls([Fingerprint.from_row(r) for r in dns_rows], [Fingerprint.from_row(r) for r in http_rows])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def match_dns(self, ips: Iterable[str]) -> Fingerprint | None:
+        """The best fingerprint any of these DNS answers matches."""
+        return _best(fp for ip in ips for fp in self.dns.get(ip, ()))
+
+    def match_http(self, body: str | None, headers: Iterable[tuple[str, str]]) -> list[Fingerprint]:
+        """Every fingerprint that matches this response (body and headers)."""
+        found: list[Fingerprint] = []
+        if body:
+            found.extend(self._body.match(body))
+        if self._headers:
+            for name, value in headers:
+                patterns = self._headers.get(name.lower())
+                if patterns is not None and value:
+                    found.extend(patterns.match(value))
+        return found
+
+    @staticmethod
+    def best(matches: Iterable[Fingerprint]) -> Fingerprint | None:
+        return _best(matches)
+
+
+EMPTY = FingerprintDB()

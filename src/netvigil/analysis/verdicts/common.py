@@ -1,0 +1,56 @@
+"""Helpers every test's verdict code uses to build Verdict records."""
+
+from __future__ import annotations
+
+from netvigil.analysis.observations.common import domain_of
+from netvigil.analysis.rules import RULES_VERSION, Rule
+from netvigil.model.measurement import Measurement
+from netvigil.model.verdict import Verdict
+
+__all__ = ["make_verdict", "domain_of"]
+
+
+def make_verdict(
+    m: Measurement,
+    target: str,
+    decided_by: Rule,
+    *,
+    fired: list[str] | None = None,
+    decisive: list[str] | None = None,
+    detail: str = "",
+    confirmed: bool = False,
+    fingerprint: str | None = None,
+    fingerprint_scope: str | None = None,
+    confidence: float | None = None,
+    domain: str | None = None,
+    ooni_blocking: str | None = None,
+    ooni_accessible: bool | None = None,
+) -> Verdict:
+    """A Verdict for ``target`` decided by ``decided_by`` (its outcome and method)."""
+    env = m.envelope
+    rule_ids = list(fired or [])
+    if decided_by.rule_id not in rule_ids:
+        rule_ids.insert(0, decided_by.rule_id)
+    return Verdict(
+        verdict_id=f"{m.uid}/{target}",
+        measurement_uid=m.uid,
+        test_name=m.test_name,
+        input=m.input,
+        target=target,
+        domain=domain if domain is not None else domain_of(m.input or target),
+        probe_cc=env.probe_cc,
+        probe_asn=env.probe_asn,
+        measurement_start_time=env.measurement_start_time,
+        outcome=decided_by.outcome.value,
+        method=decided_by.method.value if decided_by.method else None,
+        confidence=decided_by.confidence if confidence is None else confidence,
+        confirmed=confirmed,
+        fingerprint=fingerprint,
+        fingerprint_scope=fingerprint_scope,
+        rule_ids=rule_ids,
+        decisive=list(decisive or []),
+        detail=detail,
+        ooni_blocking=ooni_blocking,
+        ooni_accessible=ooni_accessible,
+        rules_version=RULES_VERSION,
+    )

@@ -1,0 +1,178 @@
+"""Bytes <-> Measurement. Pure: no files, no sockets (readers live in ``tasks``).
+
+Decoding is two msgspec passes: the envelope with ``test_keys`` left raw, then
+the test keys into the struct for that test. A record whose test keys do not fit
+their struct (a field of an unexpected type in some old probe) keeps them as a
+plain dict instead of being rejected: analysis degrades, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+import orjson
+
+from netvigil.model.archival import TEST_KEYS_TYPES, MeasurementEnvelope
+from netvigil.model.measurement import Measurement, SourceRef
+
+__all__ = [
+    "BadRecord",
+    "BadRecordReason",
+    "decode_measurement",
+    "encode_measurement",
+    "measurement_uid",
+    "measurement_to_dict",
+]
+
+
+class BadRecordReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    LEGACY_YAML = "legacy_yaml"
+    NOT_A_MEASUREMENT = "not_a_measurement"
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    UNREADABLE = "unreadable"
+
+
+class BadRecord(Exception):
+    """A record that is not a usable measurement; ``reason`` is a BadRecordReason."""
+
+    def __init__(self, reason: BadRecordReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+_ENVELOPE = msgspec.json.Decoder(MeasurementEnvelope, strict=False)
+_TEST_KEYS = {name: msgspec.json.Decoder(t, strict=False) for name, t in TEST_KEYS_TYPES.items()}
+_ANY = msgspec.json.Decoder()
+_REQUIRED = ("test_name", "measurement_start_time")
+
+
+def _looks_like_yaml(raw: bytes) -> bool:
+    head = raw.lstrip()[:64]
+    return head.startswith(b"---") or head.startswith(b"%YAML") or (
+        not head.startswith((b"{", b"[")) and b": " in head
+    )
+
+
+def decode_measurement(raw: bytes, source: SourceRef | None = None) -> Measurement:
+    """Decode one OONI measurement, or raise BadRecord with the reason."""
+    if not raw.strip():
+        raise BadRecord(BadRecordReason.EMPTY)
+    try:
+        env = _ENVELOPE.decode(raw)
+    except msgspec.ValidationError as exc:
+        env = _lenient_envelope(raw, exc)
+    except msgspec.DecodeError as exc:
+        if _looks_like_yaml(raw):
+            raise BadRecord(BadRecordReason.LEGACY_YAML, "YAML report (pre-2016 ooniprobe)") from None
+        raise BadRecord(BadRecordReason.INVALID_JSON, str(exc)) from None
+    missing = [f for f in _REQUIRED if not getattr(env, f)]
+    if missing:
+        raise BadRecord(BadRecordReason.NOT_A_MEASUREMENT, "missing " + ", ".join(missing))
+    return Measurement(
+        uid=measurement_uid(env),
+        envelope=env,
+        test_keys=_decode_test_keys(env),
+        raw=raw,
+        source=source,
+    )
+
+
+def _lenient_envelope(raw: bytes, exc: Exception) -> MeasurementEnvelope:
+    """The typed envelope failed: keep what fits, drop mistyped envelope fields."""
+    try:
+        obj = _ANY.decode(raw)
+    except msgspec.DecodeError:
+        raise BadRecord(BadRecordReason.INVALID_JSON, str(exc)) from None
+    if not isinstance(obj, dict):
+        raise BadRecord(BadRecordReason.NOT_A_MEASUREMENT, f"top-level JSON {type(obj).__name__}, not an object")
+    fields: dict[str, Any] = {}
+    for name in MeasurementEnvelope.__struct_fields__:
+        if name not in obj:
+            continue
+        if name == "test_keys":
+            fields[name] = msgspec.Raw(msgspec.json.encode(obj[name]))
+            continue
+        try:
+            fields[name] = getattr(msgspec.convert({name: obj[name]}, MeasurementEnvelope, strict=False), name)
+        except msgspec.ValidationError:
+            continue
+    return MeasurementEnvelope(**fields)
+
+
+def _decode_test_keys(env: MeasurementEnvelope) -> Any:
+    raw_tk = env.test_keys
+    if raw_tk is None or bytes(raw_tk) in (b"null", b""):
+        return None
+    decoder = _TEST_KEYS.get(env.test_name or "")
+    if decoder is not None:
+        try:
+            return decoder.decode(raw_tk)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+    try:
+        value = _ANY.decode(raw_tk)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def measurement_uid(env: MeasurementEnvelope) -> str:
+    """OONI's ``measurement_uid``, else a stable hash of what identifies a measurement.
+
+    The hash covers report id, input, test name, start times, runtime and probe
+    network: the same measurement read from a pretty .json and a compact .jsonl
+    gets the same id, and two runs of one input in one report do not collide
+    because their runtimes differ. Records with no report id also hash their test
+    keys in canonical form, since nothing else tells them apart.
+    """
+    if env.measurement_uid:
+        return env.measurement_uid
+    parts = [
+        env.report_id or "", str(env.input or ""), env.test_name or "",
+        env.measurement_start_time or "", env.test_start_time or "",
+        repr(env.test_runtime), env.probe_asn or "", env.probe_cc or "", env.id or "",
+    ]
+    h = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16)
+    if not env.report_id and env.test_keys is not None:
+        h.update(orjson.dumps(orjson.loads(bytes(env.test_keys)), option=orjson.OPT_SORT_KEYS))
+    return "nv1_" + h.hexdigest()
+
+
+def measurement_to_dict(m: Measurement) -> dict[str, Any]:
+    """The measurement as OONI JSON objects: typed fields over the raw ones.
+
+    Typed values win where both exist; any field netvigil does not model (at any
+    depth) is carried over from the raw record, so encoding loses nothing.
+    """
+    base = orjson.loads(m.raw) if m.raw else {}
+    if not isinstance(base, dict):
+        base = {}
+    typed = msgspec.to_builtins(msgspec.structs.replace(m.envelope, test_keys=None))
+    merged = _merge(base, typed)
+    if m.test_keys is not None:
+        merged["test_keys"] = _merge(base.get("test_keys") or {}, msgspec.to_builtins(m.test_keys))
+    elif "test_keys" not in merged:
+        merged["test_keys"] = None
+    return merged
+
+
+def _merge(raw: Any, typed: Any) -> Any:
+    if isinstance(raw, dict) and isinstance(typed, dict):
+        out = dict(raw)
+        for k, v in typed.items():
+            out[k] = _merge(raw.get(k), v)
+        return out
+    if isinstance(raw, list) and isinstance(typed, list) and len(raw) == len(typed):
+        return [_merge(r, t) for r, t in zip(raw, typed)]
+    return typed
+
+
+def encode_measurement(m: Measurement) -> bytes:
+    """Valid OONI JSON for a measurement (one line, no trailing newline)."""
+    return orjson.dumps(measurement_to_dict(m))

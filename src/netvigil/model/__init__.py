@@ -1,0 +1,13 @@
+"""Records that cross stages: measurements, observations, verdicts, failures. No I/O."""
+
+from netvigil.model.failure import Failure, FailureClass, canonical_failure, failure_class
+from netvigil.model.measurement import Measurement, SourceRef
+from netvigil.model.observation import Observation, ObservationKind, Origin
+from netvigil.model.verdict import Method, Outcome, Verdict
+
+__all__ = [
+    "Failure", "FailureClass", "canonical_failure", "failure_class",
+    "Measurement", "SourceRef",
+    "Observation", "ObservationKind", "Origin",
+    "Method", "Outcome", "Verdict",
+]
