@@ -123,13 +123,13 @@ def _decode_test_keys(env: MeasurementEnvelope) -> Any:
 
 
 def measurement_uid(env: MeasurementEnvelope) -> str:
-    """OONI's ``measurement_uid``, else a stable hash of what identifies a measurement.
+    """OONI's ``measurement_uid``, else a stable hash of the measurement.
 
-    The hash covers report id, input, test name, start times, runtime and probe
-    network: the same measurement read from a pretty .json and a compact .jsonl
-    gets the same id, and two runs of one input in one report do not collide
-    because their runtimes differ. Records with no report id also hash their test
-    keys in canonical form, since nothing else tells them apart.
+    The hash covers the identifying envelope fields (report id, input, test,
+    start times, runtime, probe network) and the test keys in compact form
+    (``msgspec.json.format`` strips whitespace), so the same measurement read
+    from a pretty ``.json`` and from a compact ``.jsonl`` gets the same id,
+    while two records that differ anywhere in their test keys never collide.
     """
     if env.measurement_uid:
         return env.measurement_uid
@@ -139,8 +139,8 @@ def measurement_uid(env: MeasurementEnvelope) -> str:
         repr(env.test_runtime), env.probe_asn or "", env.probe_cc or "", env.id or "",
     ]
     h = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16)
-    if not env.report_id and env.test_keys is not None:
-        h.update(orjson.dumps(orjson.loads(bytes(env.test_keys)), option=orjson.OPT_SORT_KEYS))
+    if env.test_keys is not None:
+        h.update(msgspec.json.format(bytes(env.test_keys), indent=0))
     return "nv1_" + h.hexdigest()
 
 

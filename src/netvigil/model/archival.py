@@ -70,7 +70,7 @@ class ArchivalDNSAnswer(_Record):
 
 
 class ArchivalDNSQuery(_Record):
-    answers: list[ArchivalDNSAnswer] | None = None
+    answers: list[ArchivalDNSAnswer | None] | None = None
     engine: str | None = None
     failure: str | None = None
     hostname: str | None = None
@@ -167,11 +167,11 @@ class NetworkTestKeys(_Record):
 
     agent: str | None = None
     failure: str | None = None
-    queries: list[ArchivalDNSQuery] | None = None
-    tcp_connect: list[ArchivalTCPConnect] | None = None
-    tls_handshakes: list[ArchivalTLSHandshake] | None = None
-    requests: list[ArchivalHTTPTransaction] | None = None
-    network_events: list[ArchivalNetworkEvent] | None = None
+    queries: list[ArchivalDNSQuery | None] | None = None
+    tcp_connect: list[ArchivalTCPConnect | None] | None = None
+    tls_handshakes: list[ArchivalTLSHandshake | None] | None = None
+    requests: list[ArchivalHTTPTransaction | None] | None = None
+    network_events: list[ArchivalNetworkEvent | None] | None = None
 
 
 class WebConnectivityControlTCP(_Record):

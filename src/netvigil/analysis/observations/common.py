@@ -143,11 +143,11 @@ def header_value(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def read_stats(events: list[ArchivalNetworkEvent] | None) -> dict[int | None, tuple[int, float]]:
+def read_stats(events: list[ArchivalNetworkEvent | None] | None) -> dict[int | None, tuple[int, float]]:
     """Bytes read and the read window (s) per transaction id, from df-008 events."""
     stats: dict[int | None, list[float]] = {}
     for ev in events or ():
-        if ev.operation != "read" or not ev.num_bytes:
+        if ev is None or ev.operation != "read" or not ev.num_bytes:
             continue
         entry = stats.get(ev.transaction_id)
         t = ev.t or 0.0
@@ -178,8 +178,10 @@ class ObservationBuilder:
         self.rows.append(row)
         return row
 
-    def dns(self, queries: list[ArchivalDNSQuery] | None, *, origin: str = "probe", target: str | None = None) -> None:
+    def dns(self, queries: list[ArchivalDNSQuery | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
         for q in queries or ():
+            if q is None:
+                continue
             ips: list[str] = []
             answers: list[str] = []
             asns: list[int] = []
@@ -204,8 +206,10 @@ class ObservationBuilder:
                 dns_answer_asns=asns or None, dns_bogon=any(is_bogon(ip) for ip in ips) if ips else None,
             )
 
-    def tcp(self, connects: list[ArchivalTCPConnect] | None, *, origin: str = "probe", target: str | None = None) -> None:
+    def tcp(self, connects: list[ArchivalTCPConnect | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
         for c in connects or ():
+            if c is None:
+                continue
             status = c.status
             failure = canonical_failure(status.failure) if status else None
             if status is not None and failure is None and status.success is False:
@@ -217,8 +221,10 @@ class ObservationBuilder:
                 tags=",".join(tags) if tags else None,
             )
 
-    def tls(self, handshakes: list[ArchivalTLSHandshake] | None, *, origin: str = "probe", target: str | None = None) -> None:
+    def tls(self, handshakes: list[ArchivalTLSHandshake | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
         for h in handshakes or ():
+            if h is None:
+                continue
             ip, port = split_endpoint(h.address)
             certs = h.peer_certificates or ()
             leaf = binary_bytes(certs[0]) if certs else None
@@ -235,9 +241,9 @@ class ObservationBuilder:
 
     def http(
         self,
-        transactions: list[ArchivalHTTPTransaction] | None,
+        transactions: list[ArchivalHTTPTransaction | None] | None,
         *,
-        events: list[ArchivalNetworkEvent] | None = None,
+        events: list[ArchivalNetworkEvent | None] | None = None,
         origin: str = "probe",
         target: str | None = None,
     ) -> list[tuple[Observation, str | None, list[tuple[str, str]]]]:
@@ -248,7 +254,7 @@ class ObservationBuilder:
         """
         reads = read_stats(events) if events else {}
         made = []
-        txs = list(transactions or ())
+        txs = [tx for tx in transactions or () if tx is not None]
         txs.reverse()
         for depth, tx in enumerate(txs):
             req = tx.request

@@ -28,9 +28,8 @@ def make_verdict(
 ) -> Verdict:
     """A Verdict for ``target`` decided by ``decided_by`` (its outcome and method)."""
     env = m.envelope
-    rule_ids = list(fired or [])
-    if decided_by.rule_id not in rule_ids:
-        rule_ids.insert(0, decided_by.rule_id)
+    # The deciding rule first, then every other rule that fired, in order.
+    rule_ids = [decided_by.rule_id] + [r for r in fired or () if r != decided_by.rule_id]
     return Verdict(
         verdict_id=f"{m.uid}/{target}",
         measurement_uid=m.uid,

@@ -60,6 +60,9 @@ R_DNS_GHOST = rule("wc.dns.ghost_answer", BLOCKED, Method.DNS, 0.75, "moderate",
 R_DNS_INCONSISTENT = rule("wc.dns.inconsistent", BLOCKED, Method.DNS, 0.7, "moderate",
                           "Answers share no address or ASN with the control, none is proven valid by TLS, "
                           "and the page fetched from them does not match the control.")
+R_DNS_UNEXPECTED_VALID = rule("wc.dns.unexpected_but_valid", OK, None, 0.5, "weak",
+                              "Answers differ from the control's but TLS proved they serve the name "
+                              "(a CDN, or a transparent proxy): noted, not judged as DNS blocking.")
 R_DNS_BOTH_FAIL = rule("wc.dns.down", DOWN, None, 0.8, "strong",
                        "The name does not resolve for the control either.")
 R_TCP_BLOCKED = rule("wc.tcp.blocked", BLOCKED, Method.TCP_IP, 0.8, "strong",
@@ -274,6 +277,8 @@ def _judge_dns_host(ctx: _Context, host: str, rows: list[Observation]) -> _Judge
             ctx.fired.append(R_DNS_FINGERPRINT.rule_id)
             return _Judgement(R_DNS_FINGERPRINT, ids, f"{host} answered {', '.join(ips)}: fingerprint {fp.name}", fp)
         if any(ip in ctx.valid_ips for ip in ips):
+            if trusted:
+                ctx.fired.append(R_DNS_UNEXPECTED_VALID.rule_id)
             return None
         answer_asns = {a for r in rows for a in (r.dns_answer_asns or ())}
         if answer_asns & ctx.control_asns:
@@ -485,6 +490,8 @@ def _request_bodies(ctx: _Context) -> list[tuple[str | None, list[tuple[str, str
     """(body, headers) per hop, oldest first — decoded only when a verdict needs them."""
     out = []
     for tx in reversed(ctx.tk.requests or ()):
+        if tx is None:
+            continue
         resp = tx.response
         if resp is None:
             out.append((None, []))
@@ -557,9 +564,14 @@ def _matches_control(ctx: _Context, row: Observation) -> bool:
     a, b = row.http_body_length or 0, ctrl.http_body_length or 0
     if row.http_body_truncated and a < b:
         return True  # the probe stopped reading at its size cap: lengths say nothing
-    if max(a, b) == 0 or min(a, b) / max(a, b) > 0.7:
+    proportion = min(a, b) / max(a, b) if max(a, b) else 1.0
+    if proportion > 0.7:
         return True
-    return _titles_match(row.http_title, ctrl.http_title) or _uncommon_headers_match(row, ctrl)
+    if _titles_match(row.http_title, ctrl.http_title):
+        return True
+    if row.http_title and ctrl.http_title and proportion < 0.3:
+        return False  # another page altogether: shared headers cannot outweigh that
+    return _uncommon_headers_match(row, ctrl)
 
 
 # Headers every server sends: sharing them says nothing about who answered.

@@ -1,0 +1,28 @@
+"""Where netvigil keeps things: one data directory, overridable per path by env or flag."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["data_dir", "default_store_path", "default_fingerprints_dir"]
+
+
+def data_dir() -> Path:
+    """``$NETVIGIL_DATA_DIR``, else ``$XDG_DATA_HOME/netvigil``, else ``~/.local/share/netvigil``."""
+    if env := os.environ.get("NETVIGIL_DATA_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "netvigil"
+
+
+def default_store_path() -> Path:
+    if env := os.environ.get("NETVIGIL_STORE"):
+        return Path(env).expanduser()
+    return data_dir() / "netvigil.duckdb"
+
+
+def default_fingerprints_dir() -> Path:
+    if env := os.environ.get("NETVIGIL_FINGERPRINTS"):
+        return Path(env).expanduser()
+    return data_dir() / "fingerprints"

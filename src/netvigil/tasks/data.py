@@ -1,0 +1,64 @@
+"""``netvigil data update``: fetch upstream reference data (blockpage fingerprints).
+
+Downloads go to a temporary file and replace the old copy only once the new
+one has the expected CSV header, so a failed or truncated download never
+leaves netvigil without fingerprints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from netvigil.tasks.fingerprints import FINGERPRINT_FILES
+
+__all__ = ["MakeDataUpdateParams", "DataUpdateError", "make_data_update", "FINGERPRINTS_BASE_URL"]
+
+FINGERPRINTS_BASE_URL = "https://raw.githubusercontent.com/ooni/blocking-fingerprints/main/"
+_EXPECTED_COLUMNS = {"name", "scope", "location_found", "pattern_type", "pattern"}
+
+
+class DataUpdateError(Exception):
+    """A download failed or returned something that is not the expected data."""
+
+
+@dataclass(slots=True)
+class MakeDataUpdateParams:
+    dest: Path
+    base_url: str = FINGERPRINTS_BASE_URL
+    timeout: float = 30.0
+
+
+def make_data_update(params: MakeDataUpdateParams) -> dict[str, int]:
+    """Download each fingerprint CSV; return rows per file."""
+    params.dest.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    base = params.base_url if params.base_url.endswith("/") else params.base_url + "/"
+    for name in FINGERPRINT_FILES:
+        url = base + name
+        try:
+            with urllib.request.urlopen(url, timeout=params.timeout) as resp:  # noqa: S310 - URL is ours or the user's
+                body = resp.read(32 * 1024 * 1024)
+        except (urllib.error.URLError, OSError) as exc:
+            raise DataUpdateError(f"cannot download {url}: {exc}") from None
+        try:
+            text = body.decode("utf-8")
+            reader = csv.DictReader(io.StringIO(text))
+            missing = _EXPECTED_COLUMNS - set(reader.fieldnames or ())
+            rows = sum(1 for _ in reader)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataUpdateError(f"{url} is not a fingerprint CSV: {exc}") from None
+        if missing:
+            raise DataUpdateError(f"{url} is not a fingerprint CSV (missing columns {sorted(missing)})")
+        fd, tmp = tempfile.mkstemp(dir=params.dest, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, params.dest / name)
+        counts[name] = rows
+    return counts
