@@ -49,6 +49,7 @@ class BadRecord(Exception):
 _ENVELOPE = msgspec.json.Decoder(MeasurementEnvelope, strict=False)
 _TEST_KEYS = {name: msgspec.json.Decoder(t, strict=False) for name, t in TEST_KEYS_TYPES.items()}
 _ANY = msgspec.json.Decoder()
+_CANONICAL = msgspec.json.Encoder(order="sorted")
 _REQUIRED = ("test_name", "measurement_start_time")
 
 
@@ -74,10 +75,11 @@ def decode_measurement(raw: bytes, source: SourceRef | None = None) -> Measureme
     missing = [f for f in _REQUIRED if not getattr(env, f)]
     if missing:
         raise BadRecord(BadRecordReason.NOT_A_MEASUREMENT, "missing " + ", ".join(missing))
+    test_keys = _decode_test_keys(env)
     return Measurement(
-        uid=measurement_uid(env),
+        uid=measurement_uid(env, test_keys),
         envelope=env,
-        test_keys=_decode_test_keys(env),
+        test_keys=test_keys,
         raw=raw,
         source=source,
     )
@@ -107,7 +109,7 @@ def _lenient_envelope(raw: bytes, exc: Exception) -> MeasurementEnvelope:
 
 def _decode_test_keys(env: MeasurementEnvelope) -> Any:
     raw_tk = env.test_keys
-    if raw_tk is None or bytes(raw_tk) in (b"null", b""):
+    if raw_tk is None or len(raw_tk) == 0 or bytes(raw_tk) == b"null":
         return None
     decoder = _TEST_KEYS.get(env.test_name or "")
     if decoder is not None:
@@ -122,14 +124,16 @@ def _decode_test_keys(env: MeasurementEnvelope) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def measurement_uid(env: MeasurementEnvelope) -> str:
-    """OONI's ``measurement_uid``, else a stable hash of the measurement.
+def measurement_uid(env: MeasurementEnvelope, test_keys: Any = None) -> str:
+    """OONI's ``measurement_uid``, else a stable hash of what identifies a measurement.
 
-    The hash covers the identifying envelope fields (report id, input, test,
-    start times, runtime, probe network) and the test keys in compact form
-    (``msgspec.json.format`` strips whitespace), so the same measurement read
-    from a pretty ``.json`` and from a compact ``.jsonl`` gets the same id,
-    while two records that differ anywhere in their test keys never collide.
+    OONI identifies a measurement by its report and input: the hash covers
+    report id, input, test name, start times, runtime and probe network, so the
+    same measurement gets the same id however its file is formatted. Only
+    records without a report id (nothing else tells them apart) also hash their
+    decoded test keys. Hashing every record's content would cost as much as
+    parsing it, so a record that repeats another's identity with different
+    content counts as a duplicate (and is reported as one, never silently).
     """
     if env.measurement_uid:
         return env.measurement_uid
@@ -139,8 +143,8 @@ def measurement_uid(env: MeasurementEnvelope) -> str:
         repr(env.test_runtime), env.probe_asn or "", env.probe_cc or "", env.id or "",
     ]
     h = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16)
-    if env.test_keys is not None:
-        h.update(msgspec.json.format(bytes(env.test_keys), indent=0))
+    if not env.report_id:
+        h.update(_CANONICAL.encode(test_keys))
     return "nv1_" + h.hexdigest()
 
 
@@ -153,7 +157,10 @@ def measurement_to_dict(m: Measurement) -> dict[str, Any]:
     base = orjson.loads(m.raw) if m.raw else {}
     if not isinstance(base, dict):
         base = {}
-    typed = msgspec.to_builtins(msgspec.structs.replace(m.envelope, test_keys=None))
+    env = m.envelope
+    typed = msgspec.to_builtins({
+        f: getattr(env, f) for f in env.__struct_fields__ if f != "test_keys" and getattr(env, f) is not None
+    })
     merged = _merge(base, typed)
     if m.test_keys is not None:
         merged["test_keys"] = _merge(base.get("test_keys") or {}, msgspec.to_builtins(m.test_keys))

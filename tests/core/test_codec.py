@@ -91,9 +91,14 @@ def test_uid_is_measurement_uid_when_present_else_stable_across_formatting(real_
     compact = orjson.dumps(json.loads(pretty))
     assert decode_measurement(pretty).uid == decode_measurement(compact).uid
     assert decode_measurement(pretty).uid.startswith("nv1_")
-    # Same report, input and time but different test keys: two measurements, two ids.
+    # Same report, input, start time and runtime: OONI's identity of a measurement.
     other = (real_dir / "report1blocked.json").read_bytes()
-    assert decode_measurement(other).uid != decode_measurement(pretty).uid
+    assert decode_measurement(other).uid == decode_measurement(pretty).uid
+    # Without a report id the content decides.
+    a = orjson.dumps(dict(MINIMAL, test_keys={"blocking": False}))
+    b = orjson.dumps(dict(MINIMAL, test_keys={"blocking": "dns"}))
+    assert decode_measurement(a).uid != decode_measurement(b).uid
+    assert decode_measurement(a).uid == decode_measurement(orjson.dumps(orjson.loads(a), option=orjson.OPT_INDENT_2)).uid
 
 
 def test_measurement_to_dict_keeps_probe_ip_as_recorded_scrubbed(real_dir: Path) -> None:
