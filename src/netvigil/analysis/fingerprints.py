@@ -1,8 +1,10 @@
 """Blockpage fingerprints (ooni/blocking-fingerprints schema) and fast matching.
 
-Body patterns are matched in one pass with an Aho-Corasick automaton (the
-``contains`` patterns) plus the few ``regexp``/``prefix``/``full`` ones, so
-matching 1,700 fingerprints costs about as much as scanning the body once.
+Body patterns are matched in one pass with an Aho-Corasick automaton
+(ahocorasick-rs) holding the ``contains`` patterns and a required literal of
+each ``regexp`` (the regex runs only when its literal is present); ``prefix``
+and ``full`` patterns are dictionary lookups. Matching 1,700 fingerprints costs
+about as much as scanning the body once.
 Loading the CSV files is I/O and lives in ``netvigil.tasks.fingerprints``.
 """
 
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-import ahocorasick
+import ahocorasick_rs
 
 __all__ = ["Fingerprint", "FingerprintDB", "BLOCKING_SCOPES", "SCOPE_RANK"]
 
@@ -68,48 +70,83 @@ def _best(matches: Iterable[Fingerprint]) -> Fingerprint | None:
     return best
 
 
+_REGEX_META = re.compile(r"\\.|[.^$*+?{}\[\]|()]")
+
+
+def _required_literal(pattern: str) -> str | None:
+    """The longest plain-text run a regex cannot match without (None if too short or optional).
+
+    Only top-level, unquantified runs qualify: a run inside a group, an
+    alternation, or followed by a quantifier may be absent from a match.
+    """
+    if "|" in pattern or "(" in pattern:
+        return None
+    best = ""
+    pos = 0
+    for meta in _REGEX_META.finditer(pattern):
+        run = pattern[pos:meta.start()]
+        if meta.group() in ("*", "?", "{") and run:
+            run = run[:-1]  # the quantifier makes the run's last character optional
+        if len(run) > len(best):
+            best = run
+        pos = meta.end()
+    tail = pattern[pos:]
+    if len(tail) > len(best):
+        best = tail
+    return best if len(best) >= 4 else None
+
+
 class _PatternSet:
     """All patterns for one location (body, or one header), matched together."""
 
-    __slots__ = ("_automaton", "_prefix", "_full", "_regexp")
+    __slots__ = ("_automaton", "_targets", "_prefix", "_full", "_ungated")
 
     def __init__(self, fingerprints: list[Fingerprint]) -> None:
-        self._automaton: ahocorasick.Automaton | None = None
-        self._prefix: list[Fingerprint] = []
+        # prefix patterns bucketed by length: one slice + dict lookup per length
+        self._prefix: dict[int, dict[str, list[Fingerprint]]] = {}
         self._full: dict[str, list[Fingerprint]] = {}
-        self._regexp: list[tuple[re.Pattern[str], Fingerprint]] = []
-        contains: dict[str, list[Fingerprint]] = {}
+        self._ungated: list[tuple[re.Pattern[str], Fingerprint]] = []
+        literals: dict[str, list[Fingerprint | tuple[re.Pattern[str], Fingerprint]]] = {}
         for fp in fingerprints:
             if not fp.pattern:
                 continue
             if fp.pattern_type == "contains":
-                contains.setdefault(fp.pattern, []).append(fp)
+                literals.setdefault(fp.pattern, []).append(fp)
             elif fp.pattern_type == "prefix":
-                self._prefix.append(fp)
+                self._prefix.setdefault(len(fp.pattern), {}).setdefault(fp.pattern, []).append(fp)
             elif fp.pattern_type == "full":
                 self._full.setdefault(fp.pattern, []).append(fp)
             elif fp.pattern_type == "regexp":
                 try:
-                    self._regexp.append((re.compile(fp.pattern, re.DOTALL), fp))
+                    rx = re.compile(fp.pattern, re.DOTALL)
                 except re.error:
                     continue
-        if contains:
-            automaton = ahocorasick.Automaton()
-            for pattern, fps in contains.items():
-                automaton.add_word(pattern, tuple(fps))
-            automaton.make_automaton()
-            self._automaton = automaton
+                literal = _required_literal(fp.pattern)
+                if literal is None:
+                    self._ungated.append((rx, fp))
+                else:
+                    literals.setdefault(literal, []).append((rx, fp))
+        self._targets = list(literals.values())
+        self._automaton = ahocorasick_rs.AhoCorasick(list(literals)) if literals else None
 
     def match(self, text: str) -> list[Fingerprint]:
         found: list[Fingerprint] = []
         if self._automaton is not None:
-            for _end, fps in self._automaton.iter(text):
-                found.extend(fps)
-        for fp in self._prefix:
-            if text.startswith(fp.pattern):
-                found.append(fp)
+            hits = {index for index, _start, _end in self._automaton.find_matches_as_indexes(text, overlapping=True)}
+            for index in hits:
+                for target in self._targets[index]:
+                    if isinstance(target, Fingerprint):
+                        found.append(target)
+                    elif target[0].search(text):
+                        found.append(target[1])
+        size = len(text)
+        for length, patterns in self._prefix.items():
+            if length <= size:
+                hit = patterns.get(text[:length])
+                if hit is not None:
+                    found.extend(hit)
         found.extend(self._full.get(text, ()))
-        for rx, fp in self._regexp:
+        for rx, fp in self._ungated:
             if rx.search(text):
                 found.append(fp)
         return found
