@@ -143,3 +143,14 @@ def test_null_test_keys_are_inconclusive() -> None:
     m = dict(BASE, test_keys=None)
     v = verdict(orjson.dumps(m))
     assert v.outcome == "inconclusive" and v.rule_ids == ["wc.no_test_keys"]
+
+
+def test_every_rule_is_documented() -> None:
+    from pathlib import Path
+
+    from netvigil.analysis.rules import RULES
+
+    docs = (Path(__file__).resolve().parents[2] / "docs").glob("analysis*.md")
+    text = "\n".join(p.read_text() for p in docs)
+    missing = [rid for rid in RULES if rid.startswith(("wc.", "generic.")) and f"`{rid}`" not in text]
+    assert not missing, f"rules missing from docs/analysis.md: {missing}"

@@ -162,23 +162,26 @@ def read_stats(events: list[ArchivalNetworkEvent | None] | None) -> dict[int | N
 
 
 class ObservationBuilder:
-    """Accumulates rows for one measurement, numbering them stably."""
+    """Accumulates rows for one measurement, numbering them stably.
 
-    __slots__ = ("uid", "rows")
+    Rows are constructed directly (no keyword dicts in between): this is the
+    hottest loop of an import.
+    """
+
+    __slots__ = ("uid", "rows", "_prefix")
 
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.rows: list[Observation] = []
-
-    def _next_id(self) -> str:
-        return f"{self.uid}/{len(self.rows)}"
+        self._prefix = uid + "/"
 
     def add(self, **fields: Any) -> Observation:
-        row = Observation(observation_id=self._next_id(), measurement_uid=self.uid, **fields)
+        row = Observation(observation_id=self._prefix + str(len(self.rows)), measurement_uid=self.uid, **fields)
         self.rows.append(row)
         return row
 
     def dns(self, queries: list[ArchivalDNSQuery | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
+        rows = self.rows
         for q in queries or ():
             if q is None:
                 continue
@@ -188,40 +191,47 @@ class ObservationBuilder:
             for a in q.answers or ():
                 if a is None:
                     continue
-                value = a.ipv4 or a.ipv6 or a.hostname
+                ip = a.ipv4 or a.ipv6
+                value = ip or a.hostname
                 if value is None:
                     continue
                 answers.append(f"{a.answer_type or '?'} {value}")
-                if a.ipv4 or a.ipv6:
-                    ips.append(value)
+                if ip:
+                    ips.append(ip)
                     if a.asn is not None:
                         asns.append(a.asn)
             tags = q.tags
-            self.add(
+            failure = q.failure
+            rows.append(Observation(
+                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
                 origin=origin, kind="dns", target=target, hostname=q.hostname,
-                transaction_id=q.transaction_id, t0=q.t0, t=q.t, failure=canonical_failure(q.failure),
+                transaction_id=q.transaction_id, t0=q.t0, t=q.t,
+                failure=canonical_failure(failure) if failure else None,
                 tags=",".join(tags) if tags else None,
                 dns_engine=q.engine, dns_resolver=q.resolver_address or q.resolver_hostname or None,
                 dns_query_type=q.query_type, dns_answers=answers or None, dns_answer_ips=ips or None,
-                dns_answer_asns=asns or None, dns_bogon=any(is_bogon(ip) for ip in ips) if ips else None,
-            )
+                dns_answer_asns=asns or None, dns_bogon=any(map(is_bogon, ips)) if ips else None,
+            ))
 
     def tcp(self, connects: list[ArchivalTCPConnect | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
+        rows = self.rows
         for c in connects or ():
             if c is None:
                 continue
             status = c.status
-            failure = canonical_failure(status.failure) if status else None
+            failure = canonical_failure(status.failure) if status is not None and status.failure else None
             if status is not None and failure is None and status.success is False:
                 failure = "unknown_failure"
             tags = c.tags
-            self.add(
+            rows.append(Observation(
+                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
                 origin=origin, kind="tcp", target=target, ip=c.ip, port=c.port,
                 transaction_id=c.transaction_id, t0=c.t0, t=c.t, failure=failure,
                 tags=",".join(tags) if tags else None,
-            )
+            ))
 
     def tls(self, handshakes: list[ArchivalTLSHandshake | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
+        rows = self.rows
         for h in handshakes or ():
             if h is None:
                 continue
@@ -229,15 +239,17 @@ class ObservationBuilder:
             certs = h.peer_certificates or ()
             leaf = binary_bytes(certs[0]) if certs else None
             tags = h.tags
-            self.add(
+            rows.append(Observation(
+                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
                 origin=origin, kind="tls", target=target, hostname=h.server_name, ip=ip, port=port,
-                transaction_id=h.transaction_id, t0=h.t0, t=h.t, failure=canonical_failure(h.failure),
+                transaction_id=h.transaction_id, t0=h.t0, t=h.t,
+                failure=canonical_failure(h.failure) if h.failure else None,
                 tags=",".join(tags) if tags else None,
                 tls_server_name=h.server_name, tls_version=h.tls_version or None,
                 tls_cipher_suite=h.cipher_suite or None, tls_cert_count=len(certs),
                 tls_leaf_sha256=hashlib.sha256(leaf).hexdigest() if leaf else None,
                 tls_no_verify=h.no_tls_verify,
-            )
+            ))
 
     def http(
         self,
@@ -254,31 +266,40 @@ class ObservationBuilder:
         """
         reads = read_stats(events) if events else {}
         made = []
+        rows = self.rows
         txs = [tx for tx in transactions or () if tx is not None]
         txs.reverse()
         for depth, tx in enumerate(txs):
             req = tx.request
             resp = tx.response
             url = req.url if req else None
-            body = body_text(resp.body) if resp else None
-            pairs = headers_as_pairs(resp.headers, resp.headers_list) if resp else []
-            code = resp.code if resp and resp.code else None
-            ip, port = split_endpoint(tx.address)
-            stats = reads.get(tx.transaction_id) if tx.transaction_id is not None else None
+            if resp is not None:
+                body = body_text(resp.body)
+                pairs = headers_as_pairs(resp.headers, resp.headers_list)
+                code = resp.code or None
+                truncated = resp.body_is_truncated
+                length = len(binary_bytes(resp.body) or b"") if isinstance(resp.body, ArchivalBinaryData) else body_length(body)
+            else:
+                body, pairs, code, truncated, length = None, [], None, None, None
+            ip, port = split_endpoint(tx.address) if tx.address else (None, None)
+            stats = reads.get(tx.transaction_id) if reads and tx.transaction_id is not None else None
             tags = tx.tags
-            row = self.add(
+            row = Observation(
+                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
                 origin=origin, kind="http", target=target, ip=ip, port=port,
                 hostname=_host_of(url), transaction_id=tx.transaction_id, t0=tx.t0, t=tx.t,
-                failure=canonical_failure(tx.failure), tags=",".join(tags) if tags else None,
+                failure=canonical_failure(tx.failure) if tx.failure else None,
+                tags=",".join(tags) if tags else None,
                 http_url=url, http_method=req.method if req else None, http_status=code,
-                http_body_length=body_length(body),
-                http_body_truncated=resp.body_is_truncated if resp else None,
+                http_body_length=length, http_body_truncated=truncated,
                 http_title=title_of(body), http_header_names=[k for k, _ in pairs] or None,
-                http_location=header_value(pairs, "location"), http_server=header_value(pairs, "server"),
+                http_location=header_value(pairs, "location") if pairs else None,
+                http_server=header_value(pairs, "server") if pairs else None,
                 http_redirect_depth=depth,
                 http_bytes_read=stats[0] if stats else None,
                 http_read_seconds=stats[1] if stats else None,
             )
+            rows.append(row)
             made.append((row, body, pairs))
         return made
 
