@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from netvigil import __version__
 from netvigil.analysis import FingerprintDB
+from netvigil.cli_lab import app as lab_app
 from netvigil.config import data_dir, default_fingerprints_dir, default_store_path
 from netvigil.console import err, out, print_json, print_rows, print_table
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Reference data (blockpage fingerprints).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(lab_app, name="lab")
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
@@ -315,18 +317,6 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
     if version:
         out.print(f"netvigil {__version__}")
         raise typer.Exit(0)
-
-
-def _mount_optional() -> None:
-    """Sub-apps of stages built separately (the lab)."""
-    try:
-        from netvigil.cli_lab import app as lab_app
-    except ImportError:
-        return
-    app.add_typer(lab_app, name="lab")
-
-
-_mount_optional()
 
 
 def main() -> None:

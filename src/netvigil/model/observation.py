@@ -26,7 +26,7 @@ class Origin(StrEnum):
     CONTROL = "control"
 
 
-class Observation(msgspec.Struct, gc=False, kw_only=True):
+class Observation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
     observation_id: str
     measurement_uid: str
     origin: str

@@ -4,14 +4,23 @@ Records are decoded and judged in batches; a record that cannot be a
 measurement is written, whole, to the run's quarantine file with its reason and
 the batch goes on. A measurement already in the store is recognised by its uid
 before analysis, so re-importing costs a decode and a lookup, nothing more.
+
+Writing overlaps with judging: a writer thread commits batch N (compression,
+DuckDB inserts and the commit run without the GIL) while this thread decodes
+and judges batch N+1. The queue between them holds one batch, so memory stays
+bounded at about two batches.
 """
 
 from __future__ import annotations
 
 import base64
+import gc
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -21,12 +30,12 @@ import orjson
 from netvigil.analysis import FingerprintDB, analyze
 from netvigil.codec import BadRecord, BadRecordReason, decode_measurement
 from netvigil.model.measurement import Measurement, SourceRef
-from netvigil.store import Store, StoreBatch
+from netvigil.store import Store, StoreBatch, WriteResult
 from netvigil.tasks.reader import RawRecord, iter_input_files, iter_records
 
 __all__ = ["MakeImportParams", "ImportSummary", "make_import", "Quarantine", "iter_decoded"]
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 500
 
 
 @dataclass(slots=True)
@@ -119,7 +128,76 @@ def iter_decoded(
             yield record, m
 
 
+class _BatchWriter:
+    """One thread that hands batches, in order, to the store's bulk writer.
+
+    A failure is kept and re-raised in the importing thread at its next call.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._bulk = store.bulk_writer()
+        self._queue: queue.Queue[StoreBatch | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self.totals: WriteResult | None = None
+        self._thread = threading.Thread(target=self._run, name="netvigil-import-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                break
+            if self._error is not None:
+                continue  # drain: nothing more is written after a failure
+            try:
+                self._bulk.add(batch)
+            except BaseException as exc:  # re-raised in the importing thread
+                self._error = exc
+        try:
+            if self._error is None:
+                self.totals = self._bulk.close()
+        except BaseException as exc:
+            self._error = exc
+
+    def put(self, batch: StoreBatch) -> None:
+        self._raise_if_failed()
+        self._queue.put(batch)
+
+    def close(self) -> WriteResult:
+        """Wait until everything queued is written and committed; re-raise a writer failure."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+        assert self.totals is not None
+        return self.totals
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def _relaxed_gc() -> Iterator[None]:
+    """Collect cyclic garbage less often while importing.
+
+    An import allocates millions of short-lived lists and dicts and holds two
+    batches alive; CPython's default thresholds then spend ~15 % of the run
+    rescanning live batches that contain no cycles. Restored afterwards.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 50_000), max(old[1], 20), max(old[2], 100))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def make_import(params: MakeImportParams) -> ImportSummary:
+    with _relaxed_gc():
+        return _make_import(params)
+
+
+def _make_import(params: MakeImportParams) -> ImportSummary:
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     summary = ImportSummary(run_id=run_id)
     quarantine = Quarantine(params.quarantine_dir / f"{run_id}.jsonl")
@@ -135,26 +213,39 @@ def make_import(params: MakeImportParams) -> ImportSummary:
     def on_file(_path: Path) -> None:
         summary.files += 1
 
+    writer = _BatchWriter(params.store)
     batch: list[Measurement] = []
     try:
-        for record, m in iter_decoded(params.paths, on_bad, on_file):
-            summary.records += 1
-            summary.bytes_read += len(record.data)
-            batch.append(m)
-            if len(batch) >= params.batch_size:
-                _flush(params, batch, summary, run_id)
-                batch = []
-        if batch:
-            _flush(params, batch, summary, run_id)
+        try:
+            for record, m in iter_decoded(params.paths, on_bad, on_file):
+                summary.records += 1
+                summary.bytes_read += len(record.data)
+                batch.append(m)
+                if len(batch) >= params.batch_size:
+                    writer.put(_judge(params, batch, summary, run_id))
+                    batch = []
+            if batch:
+                writer.put(_judge(params, batch, summary, run_id))
+        except BaseException:
+            # Keep what was already judged (imports are idempotent), report the first error.
+            with suppress(Exception):
+                writer.close()
+            raise
+        totals = writer.close()
     finally:
         quarantine.close()
         summary.seconds = time.perf_counter() - started
+    summary.imported += totals.new
+    summary.duplicates += totals.skipped
+    summary.observations += totals.observations
+    summary.verdicts += totals.verdicts
     if quarantine.used:
         summary.quarantine_file = str(quarantine.path)
     return summary
 
 
-def _flush(params: MakeImportParams, batch: list[Measurement], summary: ImportSummary, run_id: str) -> None:
+def _judge(params: MakeImportParams, batch: list[Measurement], summary: ImportSummary, run_id: str) -> StoreBatch:
+    """Analyse the measurements of a batch the store does not hold yet."""
     known = params.store.known_uids([m.uid for m in batch])
     fresh: dict[str, Measurement] = {}
     for m in batch:
@@ -170,10 +261,6 @@ def _flush(params: MakeImportParams, batch: list[Measurement], summary: ImportSu
         out.verdicts.extend(verdicts)
         for v in verdicts:
             summary.outcomes[v.outcome] += 1
-    result = params.store.write_batch(out)
-    summary.imported += result.new
-    summary.duplicates += result.skipped
-    summary.observations += result.observations
-    summary.verdicts += result.verdicts
     if params.on_progress is not None:
         params.on_progress(summary.records, summary.bytes_read)
+    return out

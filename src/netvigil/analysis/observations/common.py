@@ -124,14 +124,15 @@ def _header_str(value: Any) -> str:
 def headers_as_pairs(headers: dict[str, Any] | None, headers_list: list[list[Any]] | None) -> list[tuple[str, str]]:
     """Headers as (name, value) pairs from either ``headers_list`` or ``headers``."""
     if headers_list:
-        pairs = []
-        for item in headers_list:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                pairs.append((str(item[0]), _header_str(item[1])))
+        pairs = [
+            (item[0], item[1]) if type(item[1]) is str and type(item[0]) is str else (str(item[0]), _header_str(item[1]))
+            for item in headers_list
+            if isinstance(item, (list, tuple)) and len(item) == 2
+        ]
         if pairs:
             return pairs
     if headers:
-        return [(str(k), _header_str(v)) for k, v in headers.items()]
+        return [(k, v) if type(v) is str else (k, _header_str(v)) for k, v in headers.items()]
     return []
 
 

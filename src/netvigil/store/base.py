@@ -1,0 +1,223 @@
+"""The store interface: what the importer, analysis tasks and web layer may ask of a backend.
+
+Backends (DuckDB embedded now, ClickHouse at scale later) implement :class:`Store`;
+nothing outside ``netvigil.store`` imports a database driver. The contract is small
+on purpose: idempotent batch writes keyed on the measurement uid, a uid lookup so
+the importer can skip analysis of what is stored, one aggregate over verdicts,
+table export, and the raw bytes back as evidence.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from netvigil.model.measurement import Measurement
+from netvigil.model.observation import Observation
+from netvigil.model.verdict import Verdict
+
+__all__ = [
+    "StoreError",
+    "StoreBatch",
+    "WriteResult",
+    "VerdictQuery",
+    "QueryResult",
+    "Store",
+    "BulkWriter",
+    "GROUP_COLUMNS",
+    "EXPORT_TABLES",
+    "Bucket",
+    "ExportFormat",
+    "FilterValue",
+    "to_utc_naive",
+]
+
+Bucket = Literal["hour", "day"]
+ExportFormat = Literal["parquet", "csv"]
+# One value (equality) or several (IN). ``None`` matches NULL.
+FilterValue = str | int | bool | None | Sequence[str | int | bool | None]
+
+# Verdict columns a query may group and filter on.
+GROUP_COLUMNS = (
+    "probe_cc",
+    "probe_asn",
+    "target",
+    "domain",
+    "test_name",
+    "outcome",
+    "method",
+    "confirmed",
+    "fingerprint",
+)
+EXPORT_TABLES = ("measurements", "observations", "verdicts")
+
+
+class StoreError(Exception):
+    """A store cannot be opened or used as asked (locked, unknown backend, schema drift)."""
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """What one importer step writes in one transaction.
+
+    Observations and verdicts belong to measurements of the same batch (by
+    ``measurement_uid``); rows whose measurement is already stored are skipped
+    with it, so re-importing a file is a no-op.
+    """
+
+    measurements: list[Measurement] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    import_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Counts from one ``write_batch``: ``skipped`` measurements were already stored (or repeated in the batch)."""
+
+    new: int
+    skipped: int
+    observations: int
+    verdicts: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictQuery:
+    """Count verdicts grouped by columns and an optional time bucket, with filters.
+
+    ``filters`` maps a column of :data:`GROUP_COLUMNS` to a value or a list of
+    values; ``since`` is inclusive, ``until`` exclusive, both over the
+    measurement start time (naive datetimes are taken as UTC). The result has
+    ``bucket`` first (when asked), then ``group_by`` in order, then ``count``.
+    """
+
+    group_by: tuple[str, ...] = ()
+    bucket: Bucket | None = None
+    filters: Mapping[str, FilterValue] = field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in (*self.group_by, *self.filters) if c not in GROUP_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown verdict column(s) {unknown}; choose from {list(GROUP_COLUMNS)}")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ValueError(f"group_by repeats a column: {self.group_by}")
+        if self.bucket not in (None, "hour", "day"):
+            raise ValueError(f"bucket must be 'hour' or 'day', not {self.bucket!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def to_utc_naive(value: datetime) -> datetime:
+    """Stored timestamps are naive UTC (OONI's convention); aware inputs are converted."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class Store(ABC):
+    """A measurement store. One process writes at a time; see each backend for locking."""
+
+    @abstractmethod
+    def write_batch(self, batch: StoreBatch) -> WriteResult:
+        """Write the batch in one transaction, skipping measurements whose uid is stored."""
+
+    @abstractmethod
+    def known_uids(self, uids: Sequence[str]) -> set[str]:
+        """The subset of ``uids`` already stored (safe to call from a thread other than the writer's)."""
+
+    def bulk_writer(self) -> "BulkWriter":
+        """A writer for long imports; rows are durable once :meth:`BulkWriter.flush` returns.
+
+        The default writes each batch in its own transaction; backends override
+        it to group batches into fewer, larger transactions.
+        """
+        return BulkWriter(self)
+
+    @abstractmethod
+    def query_verdicts(self, q: VerdictQuery) -> QueryResult:
+        """Verdict counts grouped as ``q`` asks, ordered by the group columns."""
+
+    @abstractmethod
+    def export(
+        self,
+        table: str,
+        path: Path,
+        fmt: ExportFormat = "parquet",
+        *,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_raw: bool = False,
+    ) -> int:
+        """Write ``table`` (filtered) to ``path``; return the number of rows written.
+
+        Filters name columns of the table, or of its measurement when the table
+        lacks them (observations by ``probe_cc``); ``since``/``until`` apply to
+        the measurement start time. The raw-bytes column is left out unless
+        ``include_raw`` (parquet only; it holds the compressed bytes and codec).
+        """
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Backend, location, schema version and row counts per table."""
+
+    @abstractmethod
+    def get_raw(self, uid: str) -> bytes | None:
+        """The measurement's original bytes, exactly as imported, or None if unknown."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database (and its lock). Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BulkWriter:
+    """Adds batches; ``flush`` makes everything added durable and returns the totals so far.
+
+    Used from one thread. This default commits every batch as it comes.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.totals = WriteResult(new=0, skipped=0, observations=0, verdicts=0)
+
+    def add(self, batch: StoreBatch) -> None:
+        self._count(self._store.write_batch(batch))
+
+    def flush(self) -> WriteResult:
+        return self.totals
+
+    def close(self) -> WriteResult:
+        """Flush and release; returns the totals of everything added."""
+        return self.flush()
+
+    def _count(self, r: WriteResult) -> None:
+        t = self.totals
+        self.totals = WriteResult(
+            new=t.new + r.new, skipped=t.skipped + r.skipped,
+            observations=t.observations + r.observations, verdicts=t.verdicts + r.verdicts,
+        )

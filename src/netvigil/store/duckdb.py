@@ -1,0 +1,497 @@
+"""The embedded backend: one DuckDB file, one writing process.
+
+DuckDB takes an exclusive file lock for a read-write connection, so exactly one
+process writes a store at a time (readers may share it only while no writer
+holds it, opened with ``read_only=True``). A second writer gets a
+:class:`StoreError` naming the lock holder instead of DuckDB's IO error.
+
+Writes are columnar: a batch becomes Arrow staging tables in one pass and each
+table is filled by one ``INSERT … SELECT`` over the registered Arrow table.
+``memory_limit`` and ``threads`` bound DuckDB's own memory; nothing is cached
+between batches. A connection is not meant to be shared between threads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import zstandard
+
+from netvigil.model.measurement import Measurement
+from netvigil.store._staging import STAGED_MEASUREMENT_COLUMNS, compress_raw, stage_measurements
+from netvigil.store.base import (
+    BulkWriter,
+    EXPORT_TABLES,
+    ExportFormat,
+    FilterValue,
+    QueryResult,
+    Store,
+    StoreBatch,
+    StoreError,
+    VerdictQuery,
+    WriteResult,
+    to_utc_naive,
+)
+from netvigil.store.migrations import DUCKDB_TYPES, apply_migrations, check_schema, current_version
+from netvigil.store.schema import MEASUREMENTS, OBSERVATIONS, RAW_CODEC, TABLES, VERDICTS, ColumnType, TableSpec
+
+__all__ = ["DuckDBStore"]
+
+_OONI_TIME = "%Y-%m-%d %H:%M:%S"
+_TIME_COLUMN = "measurement_start_time"
+_RAW_COLUMNS = ("raw", "raw_codec")
+_STAGE_ROWS = 8192  # rows per staging slice (bounds DuckDB's JSON reader buffers)
+
+
+class DuckDBStore(Store):
+    """A store in one DuckDB file (or ``":memory:"``).
+
+    ``memory_limit`` caps DuckDB's buffer manager (the rest of the process —
+    Python objects, Arrow staging — comes on top); ``threads`` defaults to at
+    most 4, which is enough for batch inserts and keeps per-thread buffers small.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        memory_limit: str = "96MB",
+        threads: int | None = None,
+        zstd_level: int = 1,
+    ) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit,
+            "threads": threads or min(4, os.cpu_count() or 1),
+            # Exports and inserts need no row order beyond the explicit ORDER BYs.
+            "preserve_insertion_order": False,
+            # A batch carries tens of MB of raw evidence: checkpointing after every
+            # commit (the 16MB default) would rewrite the file once per batch.
+            "checkpoint_threshold": "256MB",
+        }
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            raise StoreError(_describe_open_error(self.path, exc)) from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        self._closed = False
+        try:
+            self.schema_version = apply_migrations(self._con, read_only=read_only)
+            check_schema(self._con)
+        except BaseException:
+            self._con.close()
+            raise
+        # known_uids runs on its own cursor so an importer may look up uids on one
+        # thread while write_batch commits on another (DuckDB cursors are separate
+        # connections to the same database; each is used by one thread only).
+        self._lookup = self._con.cursor()
+        self._compressor = zstandard.ZstdCompressor(level=zstd_level)
+        self._decompressor = zstandard.ZstdDecompressor()
+        # Observations and verdicts are staged as NDJSON (msgspec encodes the
+        # structs in C) and parsed by DuckDB's JSON reader, which runs without
+        # the GIL: an importer keeps judging the next batch meanwhile.
+        self._json = msgspec.json.Encoder()
+        self._staging = Path(tempfile.mkdtemp(prefix="netvigil-stage-")) if not read_only else None
+
+    # -- writing -----------------------------------------------------------
+
+    def write_batch(self, batch: StoreBatch) -> WriteResult:
+        self._check_writable()
+        if not batch.measurements:
+            return WriteResult(new=0, skipped=0, observations=0, verdicts=0)
+        con = self._con
+        con.begin()
+        try:
+            known = self._known(self._con, (m.uid for m in batch.measurements))
+            fresh = _first_unknown(batch.measurements, known)
+            new_uids = {m.uid for m in fresh}
+            repeated = len({m.uid for m in batch.measurements}) < len(batch.measurements)
+            observations = _rows_of(batch.observations, new_uids, "observation_id", dedupe=repeated)
+            verdicts = _rows_of(batch.verdicts, new_uids, "verdict_id", dedupe=repeated)
+            if fresh:
+                raws = compress_raw(fresh, self._compressor)
+                # Staged in slices: a slice's Python tuples and Arrow buffers are
+                # freed before the next, so staging memory does not grow with the batch.
+                for start in range(0, len(observations), _STAGE_ROWS):
+                    self._insert_json(OBSERVATIONS, observations[start : start + _STAGE_ROWS])
+                for start in range(0, len(verdicts), _STAGE_ROWS):
+                    self._insert_json(VERDICTS, verdicts[start : start + _STAGE_ROWS])
+                params = {
+                    "import_run_id": batch.import_run_id,
+                    "imported_at": datetime.now(UTC).replace(tzinfo=None),
+                    "raw_codec": RAW_CODEC,
+                }
+                self._insert_json(MEASUREMENTS, stage_measurements(fresh, raws), params)
+            con.commit()
+        except BaseException as exc:
+            con.rollback()
+            if isinstance(exc, duckdb.Error):
+                raise StoreError(f"write_batch failed, nothing written: {exc}") from exc
+            raise
+        return WriteResult(
+            new=len(fresh),
+            skipped=len(batch.measurements) - len(fresh),
+            observations=len(observations),
+            verdicts=len(verdicts),
+        )
+
+    def bulk_writer(self) -> "DuckDBBulkWriter":
+        self._check_writable()
+        return DuckDBBulkWriter(self)
+
+    def _insert_json(self, spec: TableSpec, rows: Sequence[msgspec.Struct], params: Mapping[str, Any] | None = None) -> None:
+        assert self._staging is not None
+        path = self._staging / f"{spec.name}.ndjson"
+        path.write_bytes(self._json.encode_lines(rows))
+        try:
+            self._con.execute(_insert_sql(spec, _read_json_sql(spec, path)), dict(params or {})).fetchall()
+        finally:
+            path.unlink(missing_ok=True)
+
+    # -- reading -----------------------------------------------------------
+
+    def known_uids(self, uids: Sequence[str]) -> set[str]:
+        return self._known(self._lookup, uids)
+
+    @staticmethod
+    def _known(lookup: duckdb.DuckDBPyConnection, uids: Iterable[str]) -> set[str]:
+        wanted = list(uids)
+        if not wanted:
+            return set()
+        rows = lookup.execute(
+            "SELECT DISTINCT uid FROM measurements WHERE uid IN (SELECT unnest($uids::VARCHAR[]))", {"uids": wanted}
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def query_verdicts(self, q: VerdictQuery) -> QueryResult:
+        select: list[str] = []
+        if q.bucket is not None:
+            select.append(f"date_trunc('{q.bucket}', {_TIME_COLUMN}) AS bucket")
+        select.extend(q.group_by)
+        where, params = _predicates(q.filters, q.since, q.until, time_column=_TIME_COLUMN)
+        sql = f"SELECT {', '.join([*select, 'count(*) AS count'])} FROM verdicts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if select:
+            positions = ", ".join(str(i) for i in range(1, len(select) + 1))
+            sql += f" GROUP BY {positions} ORDER BY {positions}"
+        cur = self._con.execute(sql, params)
+        columns = [d[0] for d in cur.description]
+        return QueryResult(columns=columns, rows=cur.fetchall())
+
+    def export(
+        self,
+        table: str,
+        path: Path,
+        fmt: ExportFormat = "parquet",
+        *,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_raw: bool = False,
+    ) -> int:
+        if table not in EXPORT_TABLES:
+            raise ValueError(f"cannot export {table!r}; tables are {list(EXPORT_TABLES)}")
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"export format must be 'parquet' or 'csv', not {fmt!r}")
+        if include_raw and fmt != "parquet":
+            raise ValueError("include_raw needs parquet: raw bytes do not fit in CSV")
+        spec = TABLES[table]
+        columns = [c for c in spec.column_names if include_raw or c not in _RAW_COLUMNS]
+        where, params = _export_predicates(spec, filters or {}, since, until)
+        query = f"SELECT {', '.join(columns)} FROM {table}"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY " + ", ".join(spec.sort_key)
+        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER"
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = str(path).replace("'", "''")
+        rows = self._con.execute(f"COPY ({query}) TO '{target}' ({options})", params).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def stats(self) -> dict[str, Any]:
+        counts = {}
+        for name in TABLES:
+            counts[name] = int(self._con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
+        return {
+            "backend": "duckdb",
+            "path": self.path,
+            "schema_version": current_version(self._con),
+            "tables": counts,
+        }
+
+    def get_raw(self, uid: str) -> bytes | None:
+        # fetchall, not fetchone: DuckDB 2 refuses new work while a result is unfinished.
+        rows = self._con.execute("SELECT raw_codec, raw FROM measurements WHERE uid = ?", [uid]).fetchall()
+        if not rows:
+            return None
+        codec, blob = rows[0]
+        if codec == RAW_CODEC:
+            return self._decompressor.decompress(blob)
+        if codec in (None, "", "identity"):
+            return bytes(blob)
+        raise StoreError(f"measurement {uid}: unknown raw codec {codec!r}")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._lookup.close()
+            self._con.close()
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        if self.read_only:
+            raise StoreError(f"store {self.path} was opened read-only")
+
+    def __repr__(self) -> str:
+        return f"DuckDBStore({self.path!r}, read_only={self.read_only})"
+
+
+# -- helpers: pure functions building SQL and filtering rows ----------------
+
+
+def _describe_open_error(path: str, exc: duckdb.Error) -> str:
+    text = str(exc)
+    if "lock" not in text.lower():
+        return f"cannot open store {path}: {text}"
+    holder = re.search(r"PID (\d+)", text)
+    who = f"process {holder.group(1)}" if holder else "another process"
+    return (
+        f"store {path} is locked by {who}: netvigil allows one writing process per store "
+        "(stop the other importer, or open read-only when nothing writes)"
+    )
+
+
+def _insert_sql(spec: TableSpec, source: str) -> str:
+    """``INSERT … SELECT`` naming every column, so table column order never matters."""
+    staged = set(STAGED_MEASUREMENT_COLUMNS) if spec is MEASUREMENTS else set(spec.column_names)
+    exprs = []
+    for c in spec.columns:
+        if c.name not in staged:
+            exprs.append(f"${c.name}")  # computed per batch: import_run_id, imported_at, raw_codec
+        elif c.type is ColumnType.TIMESTAMP:
+            exprs.append(f"try_strptime({c.name}, '{_OONI_TIME}')")
+        elif c.type is ColumnType.BYTES:
+            exprs.append(f"from_base64({c.name})")
+        else:
+            exprs.append(c.name)
+    return f"INSERT INTO {spec.name} ({', '.join(spec.column_names)}) SELECT {', '.join(exprs)} FROM {source}"
+
+
+def _read_json_sql(spec: TableSpec, path: Path) -> str:
+    """A ``read_json`` over staged rows with every staged column typed.
+
+    Timestamps and bytes travel as text (OONI's time string, base64) and are
+    converted on insert by :func:`_insert_sql`.
+    """
+    staged = STAGED_MEASUREMENT_COLUMNS if spec is MEASUREMENTS else spec.column_names
+    by_name = {c.name: c for c in spec.columns}
+    types = ", ".join(
+        f"'{name}': '{'VARCHAR' if by_name[name].type in (ColumnType.TIMESTAMP, ColumnType.BYTES) else DUCKDB_TYPES[by_name[name].type]}'"
+        for name in staged
+    )
+    quoted = str(path).replace("'", "''")
+    return f"read_json('{quoted}', format='newline_delimited', columns={{{types}}})"
+
+
+def _first_unknown(ms: Sequence[Measurement], known: set[str]) -> list[Measurement]:
+    """Measurements not stored yet, each uid once (the first copy in the batch wins)."""
+    seen = set(known)
+    fresh = []
+    for m in ms:
+        if m.uid not in seen:
+            seen.add(m.uid)
+            fresh.append(m)
+    return fresh
+
+
+def _rows_of(rows: Sequence[msgspec.Struct], uids: set[str], id_field: str, *, dedupe: bool) -> list[Any]:
+    """Rows belonging to new measurements; ``dedupe`` drops repeated ids (a uid repeated in the batch)."""
+    if not dedupe:
+        return [r for r in rows if r.measurement_uid in uids]  # type: ignore[attr-defined]
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        rid = getattr(r, id_field)
+        if r.measurement_uid in uids and rid not in seen:  # type: ignore[attr-defined]
+            seen.add(rid)
+            out.append(r)
+    return out
+
+
+def _normalize(column: str, value: Any) -> Any:
+    # ASNs are stored as OONI writes them ("AS123"); accept the bare number too.
+    if column.endswith("_asn") and isinstance(value, int) and not isinstance(value, bool):
+        return f"AS{value}"
+    return value
+
+
+def _predicates(
+    filters: Mapping[str, FilterValue],
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    time_column: str | None,
+    prefix: str = "",
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters; column names are validated by the callers."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in filters.items():
+        col = prefix + column
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        present = [_normalize(column, v) for v in values if v is not None]
+        terms = []
+        if present:
+            terms.append(f"{col} IN ({', '.join('?' * len(present))})")
+            params.extend(present)
+        if len(present) != len(values):
+            terms.append(f"{col} IS NULL")
+        where.append("(" + " OR ".join(terms) + ")" if terms else "FALSE")
+    if time_column is not None:
+        if since is not None:
+            where.append(f"{prefix}{time_column} >= ?")
+            params.append(to_utc_naive(since))
+        if until is not None:
+            where.append(f"{prefix}{time_column} < ?")
+            params.append(to_utc_naive(until))
+    return where, params
+
+
+def _export_predicates(
+    spec: TableSpec,
+    filters: Mapping[str, FilterValue],
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[list[str], list[Any]]:
+    """Filter on the table's own columns; anything else goes through its measurement."""
+    own_cols = set(spec.column_names) - set(_RAW_COLUMNS)
+    meta_cols = set(MEASUREMENTS.column_names) - set(_RAW_COLUMNS)
+    unknown = [c for c in filters if c not in own_cols and c not in meta_cols]
+    if unknown:
+        raise ValueError(f"cannot filter {spec.name} on {unknown}")
+    own = {c: v for c, v in filters.items() if c in own_cols}
+    via = {c: v for c, v in filters.items() if c not in own_cols}
+    has_time = _TIME_COLUMN in own_cols
+    where, params = _predicates(own, since if has_time else None, until if has_time else None,
+                                time_column=_TIME_COLUMN if has_time else None)
+    if via or (not has_time and (since or until)):
+        sub_where, sub_params = _predicates(via, since, until, time_column=_TIME_COLUMN, prefix="m.")
+        sub = "SELECT m.uid FROM measurements m"
+        if sub_where:
+            sub += " WHERE " + " AND ".join(sub_where)
+        where.append(f"measurement_uid IN ({sub})")
+        params.extend(sub_params)
+    return where, params
+
+
+class DuckDBBulkWriter(BulkWriter):
+    """Groups many batches into one transaction.
+
+    Each batch is staged at once — raw bytes compressed, rows encoded as NDJSON
+    appended to the staging files — so the decoded records are freed right
+    away and memory holds only compact staged bytes. Every ``flush_every``
+    measurements (and on ``flush``) the staged rows are inserted with one
+    statement per table and committed: DuckDB's fixed cost per statement and
+    per commit is paid once per group, not once per batch.
+    """
+
+    def __init__(self, store: DuckDBStore, flush_every: int = 2000) -> None:
+        super().__init__(store)
+        assert store._staging is not None
+        self._db = store
+        self._flush_every = flush_every
+        self._pending: set[str] = set()
+        self._pending_counts = [0, 0, 0]  # measurements, observations, verdicts
+        self._skipped = 0
+        self._files = {spec.name: (store._staging / f"bulk-{spec.name}.ndjson") for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
+        self._handles = {name: path.open("wb") for name, path in self._files.items()}
+        self._run_id: str | None = None
+
+    def add(self, batch: StoreBatch) -> None:
+        db = self._db
+        db._check_writable()
+        if not batch.measurements:
+            return
+        self._run_id = batch.import_run_id or self._run_id
+        known = db._known(db._con, [m.uid for m in batch.measurements]) | self._pending
+        fresh = _first_unknown(batch.measurements, known)
+        self._skipped += len(batch.measurements) - len(fresh)
+        if not fresh:
+            return
+        new_uids = {m.uid for m in fresh}
+        repeated = len({m.uid for m in batch.measurements}) < len(batch.measurements)
+        observations = _rows_of(batch.observations, new_uids, "observation_id", dedupe=repeated)
+        verdicts = _rows_of(batch.verdicts, new_uids, "verdict_id", dedupe=repeated)
+        encode = db._json.encode_lines
+        raws = compress_raw(fresh, db._compressor)
+        self._handles[OBSERVATIONS.name].write(encode(observations))
+        self._handles[VERDICTS.name].write(encode(verdicts))
+        self._handles[MEASUREMENTS.name].write(encode(stage_measurements(fresh, raws)))
+        self._pending |= new_uids
+        counts = self._pending_counts
+        counts[0] += len(fresh)
+        counts[1] += len(observations)
+        counts[2] += len(verdicts)
+        if counts[0] >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> WriteResult:
+        if self._pending_counts[0] or self._skipped:
+            self._commit()
+        return self.totals
+
+    def _commit(self) -> None:
+        db = self._db
+        for handle in self._handles.values():
+            handle.flush()
+        con = db._con
+        con.begin()
+        try:
+            if self._pending_counts[0]:
+                for spec in (OBSERVATIONS, VERDICTS):
+                    con.execute(_insert_sql(spec, _read_json_sql(spec, self._files[spec.name]))).fetchall()
+                params = {
+                    "import_run_id": self._run_id,
+                    "imported_at": datetime.now(UTC).replace(tzinfo=None),
+                    "raw_codec": RAW_CODEC,
+                }
+                con.execute(_insert_sql(MEASUREMENTS, _read_json_sql(MEASUREMENTS, self._files[MEASUREMENTS.name])), params).fetchall()
+            con.commit()
+        except BaseException as exc:
+            con.rollback()
+            if isinstance(exc, duckdb.Error):
+                raise StoreError(f"bulk write failed, this group was not written: {exc}") from exc
+            raise
+        new, obs, ver = self._pending_counts
+        self._count(WriteResult(new=new, skipped=self._skipped, observations=obs, verdicts=ver))
+        self._pending.clear()
+        self._pending_counts = [0, 0, 0]
+        self._skipped = 0
+        for handle in self._handles.values():
+            handle.seek(0)
+            handle.truncate()
+
+    def close(self) -> WriteResult:
+        try:
+            return self.flush()
+        finally:
+            for name, handle in self._handles.items():
+                handle.close()
+                self._files[name].unlink(missing_ok=True)

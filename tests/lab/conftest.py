@@ -1,0 +1,99 @@
+"""Lab test fixtures: bring a scenario up once per module, run plain clients inside its namespaces.
+
+Tests that need the kernel lab skip with the reason from `netvigil.lab.check` when it cannot run here; with
+NETVIGIL_REQUIRE_LAB=1 (CI, as root, nftables installed) they fail instead. A session fixture checks that the
+whole suite left no namespace, nft table or lab process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from netvigil.lab.check import lab_ready
+from netvigil.lab.runtime import STATE_ROOT, Lab
+
+CLIENT = str(Path(__file__).with_name("clientprobe.py"))
+_READY: tuple[bool, str] | None = None
+
+
+def require_lab() -> None:
+    global _READY
+    if _READY is None:
+        _READY = lab_ready()
+    ok, reason = _READY
+    if not ok:
+        if os.environ.get("NETVIGIL_REQUIRE_LAB") == "1":
+            pytest.fail(f"lab cannot run here and NETVIGIL_REQUIRE_LAB=1: {reason}")
+        pytest.skip(f"lab cannot run here: {reason}")
+
+
+def _our_leftovers() -> list[str]:
+    found = []
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith("nv-")]
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    found += [f"host nft {line}" for line in tables.splitlines() if "netvigil" in line or "nvcheck" in line]
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if ("netvigil.lab.censor" in cmd or "netvigil.lab.servers" in cmd) and str(STATE_ROOT) in cmd:
+                found.append(f"process {pid}: {cmd[:120]}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """After the suite: `ip netns list` and `nft list tables` show nothing of ours, and no lab process runs."""
+    yield
+    if os.geteuid() != 0 or subprocess.run(["which", "nft"], capture_output=True).returncode != 0:
+        return
+    left = _our_leftovers()
+    assert not left, f"the lab left things behind: {left}"
+
+
+def start_lab(scenario: str, name: str, speed: float | None = None) -> Lab:
+    require_lab()
+    return Lab(scenario, lab=name, speed=speed).up()
+
+
+Probe = Callable[..., dict]
+
+
+def make_probe(lab: Lab) -> Probe:
+    """probe(where, op=..., **args) runs clientprobe.py in the lab host `where` and returns its JSON."""
+
+    def probe(where: str, **op: object) -> dict:
+        r = lab.exec(where, [sys.executable, CLIENT, json.dumps(op)], timeout=60)
+        assert r.returncode == 0, f"client failed in {where}: {r.stderr[-2000:]}"
+        return json.loads(r.stdout)
+
+    return probe
+
+
+def truth_has(lab: Lab, **fields: object) -> bool:
+    return any(all(getattr(r, k) == v for k, v in fields.items()) for r in lab.truth())
+
+
+class LabKit:
+    """What lab test modules need, handed out as a fixture (test modules cannot import conftest safely)."""
+
+    start_lab = staticmethod(start_lab)
+    make_probe = staticmethod(make_probe)
+    truth_has = staticmethod(truth_has)
+    require_lab = staticmethod(require_lab)
+    client = CLIENT
+
+
+@pytest.fixture(scope="session")
+def labkit() -> LabKit:
+    return LabKit()
