@@ -29,7 +29,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-def main(n: int = 20_000, batch_size: int = 2_000, memory_limit: str = "64MB") -> None:
+def main(n: int = 20_000, batch_size: int = 2_000, memory_limit: str = "96MB") -> None:
     templates = load_netem_qa()
     records = replicate(templates, n)
     raw_bytes = obs_rows = 0

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import msgspec
-import pyarrow.parquet as pq
 import pytest
 from store_records import observations_for, verdict_for
 
@@ -223,10 +222,12 @@ def test_export_round_trip(store: Store, netem_qa: list[Measurement], tmp_path: 
     store.write_batch(batch)
     n = store.export("observations", tmp_path / "obs.parquet")
     assert n == len(batch.observations)
-    table = pq.read_table(tmp_path / "obs.parquet")
-    assert table.column_names == list(OBSERVATIONS.column_names)
+    cur = duckdb.connect().execute(f"SELECT * FROM '{tmp_path / 'obs.parquet'}'")
+    columns = [d[0] for d in cur.description]
+    assert columns == list(OBSERVATIONS.column_names)
     by_id = {o.observation_id: o for o in batch.observations}
-    for row in table.to_pylist():
+    for values in cur.fetchall():
+        row = dict(zip(columns, values))
         assert row == msgspec.structs.asdict(by_id[row["observation_id"]])
 
     assert store.export("verdicts", tmp_path / "v.csv", "csv", filters={"outcome": "blocked"}) == sum(
@@ -257,7 +258,8 @@ def test_export_with_raw_keeps_compressed_bytes(store: Store, netem_qa: list[Mea
 
     store.write_batch(batch_of(netem_qa[:3]))
     store.export("measurements", tmp_path / "m.parquet", include_raw=True)
-    rows = pq.read_table(tmp_path / "m.parquet").to_pylist()
+    cur = duckdb.connect().execute(f"SELECT uid, raw FROM '{tmp_path / 'm.parquet'}'")
+    rows = [{"uid": uid, "raw": raw} for uid, raw in cur.fetchall()]
     raw = {m.uid: m.raw for m in netem_qa[:3]}
     assert all(zstandard.ZstdDecompressor().decompress(r["raw"]) == raw[r["uid"]] for r in rows)
     with pytest.raises(ValueError):
