@@ -5,14 +5,15 @@ measurement, replicated with fresh ids so nothing is deduplicated), then, in
 the same run and on the same bytes:
 
   baseline  json.loads of every line (stdlib; orjson shown for reference)
+  analysis  decode + observations + verdicts (with fingerprints), no store
   netvigil  the full `netvigil import` path: read, decode, observations,
-            verdicts (with fingerprints), columnar write to a fresh DuckDB store
+            verdicts, and the pipelined bulk write to a fresh DuckDB store
 
 and prints measurements/s of each and the ratio netvigil / json.loads.
 With --rss-mb N it also imports an N-MB file in a child process and reports
 that process's peak RSS (the bounded-memory check).
 
-Usage: python bench/analysis.py [--mb 64] [--rss-mb 1024] [--repeat 3]
+Usage: python bench/analysis.py [--mb 128] [--rss-mb 1024] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -82,6 +83,23 @@ def time_baseline(path: Path, loads) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
+def time_analysis_only(path: Path) -> tuple[int, float]:
+    """decode + observations + verdicts, no store: where the single-thread time goes."""
+    from netvigil.analysis import analyze
+    from netvigil.codec import decode_measurement
+    from netvigil.tasks.fingerprints import load_fingerprints
+
+    fps = load_fingerprints(SHARED / "fingerprints")
+    gc.collect()
+    t0 = time.perf_counter()
+    n = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            analyze(decode_measurement(line), fps)
+            n += 1
+    return n, time.perf_counter() - t0
+
+
 def time_import(path: Path, workdir: Path) -> tuple[int, float]:
     from netvigil.store import open_store
     from netvigil.tasks.fingerprints import load_fingerprints
@@ -110,7 +128,7 @@ def child_rss(path: Path, workdir: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mb", type=int, default=64, help="size of the throughput file (MB)")
+    ap.add_argument("--mb", type=int, default=128, help="size of the throughput file (MB)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N for each side")
     ap.add_argument("--rss-mb", type=int, default=0, help="also import a file this large in a child and report peak RSS")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -126,10 +144,13 @@ def main() -> None:
         print(f"input: {n:,} measurements, {size / 1e6:.1f} MB (real samples replicated)")
         base = min(time_baseline(data, json.loads)[1] for _ in range(args.repeat))
         fast = min(time_baseline(data, orjson.loads)[1] for _ in range(args.repeat))
+        only = min(time_analysis_only(data)[1] for _ in range(args.repeat))
         ours = min(time_import(data, workdir)[1] for _ in range(args.repeat))
         print(f"json.loads            {n / base:>10,.0f} measurements/s  ({size / base / 1e6:6.1f} MB/s)")
         print(f"orjson.loads          {n / fast:>10,.0f} measurements/s  ({size / fast / 1e6:6.1f} MB/s)")
+        print(f"decode+analyze only   {n / only:>10,.0f} measurements/s  ({size / only / 1e6:6.1f} MB/s)")
         print(f"netvigil import       {n / ours:>10,.0f} measurements/s  ({size / ours / 1e6:6.1f} MB/s)")
+        print(f"ratio decode+analyze / json.loads = {base / only:.2f}")
         print(f"ratio import / json.loads   = {base / ours:.2f}")
         print(f"ratio import / orjson.loads = {fast / ours:.2f}")
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -502,7 +502,10 @@ def _request_bodies(ctx: _Context) -> list[tuple[str | None, list[tuple[str, str
 
 def _blockpage(ctx: _Context, http_rows: list[Observation]) -> _Judgement | None:
     """A fingerprint match anywhere in the chain, or a bot challenge at its end."""
-    if not len(ctx.fps) and not _needs_body_check(ctx, http_rows):
+    if len(http_rows) == 1 and not _needs_body_check(ctx, http_rows):
+        # One hop, answered as the control was answered: neither a blockpage
+        # (it would have to mimic the real page's status and size or title) nor
+        # a bot challenge. Scanning it would cost more than judging everything else.
         return None
     bodies = _request_bodies(ctx)
     vague: tuple[Observation, Fingerprint] | None = None
