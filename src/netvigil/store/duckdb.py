@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,6 @@ __all__ = ["DuckDBStore"]
 _OONI_TIME = "%Y-%m-%d %H:%M:%S"
 _TIME_COLUMN = "measurement_start_time"
 _RAW_COLUMNS = ("raw", "raw_codec")
-_STAGE_ROWS = 8192  # rows per staging slice (bounds DuckDB's JSON reader buffers)
 
 
 class DuckDBStore(Store):
@@ -99,66 +99,24 @@ class DuckDBStore(Store):
         self._lookup = self._con.cursor()
         self._compressor = zstandard.ZstdCompressor(level=zstd_level)
         self._decompressor = zstandard.ZstdDecompressor()
-        # Observations and verdicts are staged as NDJSON (msgspec encodes the
-        # structs in C) and parsed by DuckDB's JSON reader, which runs without
-        # the GIL: an importer keeps judging the next batch meanwhile.
+        # Rows are staged as NDJSON (msgspec encodes the structs in C) and parsed
+        # by DuckDB's JSON reader, which runs without the GIL: an importer keeps
+        # judging the next batch meanwhile.
         self._json = msgspec.json.Encoder()
         self._staging = Path(tempfile.mkdtemp(prefix="netvigil-stage-")) if not read_only else None
 
     # -- writing -----------------------------------------------------------
 
     def write_batch(self, batch: StoreBatch) -> WriteResult:
+        """One batch, one transaction: the bulk path with a single group."""
         self._check_writable()
-        if not batch.measurements:
-            return WriteResult(new=0, skipped=0, observations=0, verdicts=0)
-        con = self._con
-        con.begin()
-        try:
-            known = self._known(self._con, (m.uid for m in batch.measurements))
-            fresh = _first_unknown(batch.measurements, known)
-            new_uids = {m.uid for m in fresh}
-            repeated = len({m.uid for m in batch.measurements}) < len(batch.measurements)
-            observations = _rows_of(batch.observations, new_uids, "observation_id", dedupe=repeated)
-            verdicts = _rows_of(batch.verdicts, new_uids, "verdict_id", dedupe=repeated)
-            if fresh:
-                raws = compress_raw(fresh, self._compressor)
-                # Staged in slices: a slice's Python tuples and Arrow buffers are
-                # freed before the next, so staging memory does not grow with the batch.
-                for start in range(0, len(observations), _STAGE_ROWS):
-                    self._insert_json(OBSERVATIONS, observations[start : start + _STAGE_ROWS])
-                for start in range(0, len(verdicts), _STAGE_ROWS):
-                    self._insert_json(VERDICTS, verdicts[start : start + _STAGE_ROWS])
-                params = {
-                    "import_run_id": batch.import_run_id,
-                    "imported_at": datetime.now(UTC).replace(tzinfo=None),
-                    "raw_codec": RAW_CODEC,
-                }
-                self._insert_json(MEASUREMENTS, stage_measurements(fresh, raws), params)
-            con.commit()
-        except BaseException as exc:
-            con.rollback()
-            if isinstance(exc, duckdb.Error):
-                raise StoreError(f"write_batch failed, nothing written: {exc}") from exc
-            raise
-        return WriteResult(
-            new=len(fresh),
-            skipped=len(batch.measurements) - len(fresh),
-            observations=len(observations),
-            verdicts=len(verdicts),
-        )
+        writer = DuckDBBulkWriter(self, flush_every=len(batch.measurements) + 1)
+        writer.add(batch)
+        return writer.close()
 
     def bulk_writer(self) -> "DuckDBBulkWriter":
         self._check_writable()
         return DuckDBBulkWriter(self)
-
-    def _insert_json(self, spec: TableSpec, rows: Sequence[msgspec.Struct], params: Mapping[str, Any] | None = None) -> None:
-        assert self._staging is not None
-        path = self._staging / f"{spec.name}.ndjson"
-        path.write_bytes(self._json.encode_lines(rows))
-        try:
-            self._con.execute(_insert_sql(spec, _read_json_sql(spec, path)), dict(params or {})).fetchall()
-        finally:
-            path.unlink(missing_ok=True)
 
     # -- reading -----------------------------------------------------------
 
@@ -420,7 +378,8 @@ class DuckDBBulkWriter(BulkWriter):
         self._pending: set[str] = set()
         self._pending_counts = [0, 0, 0]  # measurements, observations, verdicts
         self._skipped = 0
-        self._files = {spec.name: (store._staging / f"bulk-{spec.name}.ndjson") for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
+        tag = uuid.uuid4().hex[:12]  # writers of one store never share staging files
+        self._files = {spec.name: store._staging / f"{spec.name}-{tag}.ndjson" for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
         self._handles = {name: path.open("wb") for name, path in self._files.items()}
         self._run_id: str | None = None
 
@@ -477,7 +436,7 @@ class DuckDBBulkWriter(BulkWriter):
         except BaseException as exc:
             con.rollback()
             if isinstance(exc, duckdb.Error):
-                raise StoreError(f"bulk write failed, this group was not written: {exc}") from exc
+                raise StoreError(f"write failed, nothing of this group was written: {exc}") from exc
             raise
         new, obs, ver = self._pending_counts
         self._count(WriteResult(new=new, skipped=self._skipped, observations=obs, verdicts=ver))
