@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,14 +56,23 @@ def _our_leftovers() -> list[str]:
 def nothing_left_behind() -> Iterator[None]:
     """After the suite: `ip netns list` and `nft list tables` show nothing of ours, and no lab process runs."""
     yield
+    # The state directories (ground truth, logs) outlive `down` on purpose; the
+    # suite's own are removed so it leaves nothing at all.
+    for name in sorted(_STARTED | {"clit", "crash"}):
+        if not (STATE_ROOT / name / "state.json").exists():
+            shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
     if os.geteuid() != 0 or subprocess.run(["which", "nft"], capture_output=True).returncode != 0:
         return
     left = _our_leftovers()
     assert not left, f"the lab left things behind: {left}"
 
 
+_STARTED: set[str] = set()
+
+
 def start_lab(scenario: str, name: str, speed: float | None = None) -> Lab:
     require_lab()
+    _STARTED.add(name)
     return Lab(scenario, lab=name, speed=speed).up()
 
 

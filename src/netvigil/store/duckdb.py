@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,9 +104,16 @@ class DuckDBStore(Store):
         # by DuckDB's JSON reader, which runs without the GIL: an importer keeps
         # judging the next batch meanwhile.
         self._json = msgspec.json.Encoder()
-        self._staging = Path(tempfile.mkdtemp(prefix="netvigil-stage-")) if not read_only else None
+        self._staging: Path | None = None  # made on the first write, removed on close
 
     # -- writing -----------------------------------------------------------
+
+    def _staging_dir(self) -> Path:
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="netvigil-stage-"))
+            # A store dropped without close() still removes its staging files.
+            weakref.finalize(self, shutil.rmtree, self._staging, True)
+        return self._staging
 
     def write_batch(self, batch: StoreBatch) -> WriteResult:
         """One batch, one transaction: the bulk path with a single group."""
@@ -372,14 +380,14 @@ class DuckDBBulkWriter(BulkWriter):
 
     def __init__(self, store: DuckDBStore, flush_every: int = 2000) -> None:
         super().__init__(store)
-        assert store._staging is not None
         self._db = store
         self._flush_every = flush_every
         self._pending: set[str] = set()
         self._pending_counts = [0, 0, 0]  # measurements, observations, verdicts
         self._skipped = 0
         tag = uuid.uuid4().hex[:12]  # writers of one store never share staging files
-        self._files = {spec.name: store._staging / f"{spec.name}-{tag}.ndjson" for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
+        staging = store._staging_dir()
+        self._files = {spec.name: staging / f"{spec.name}-{tag}.ndjson" for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
         self._handles = {name: path.open("wb") for name, path in self._files.items()}
         self._run_id: str | None = None
 
