@@ -154,3 +154,14 @@ def test_every_rule_is_documented() -> None:
     text = "\n".join(p.read_text() for p in docs)
     missing = [rid for rid in RULES if rid.startswith(("wc.", "generic.")) and f"`{rid}`" not in text]
     assert not missing, f"rules missing from docs/analysis.md: {missing}"
+
+
+def test_without_control_a_confirming_fingerprint_still_proves_blocking(fingerprints) -> None:
+    blockpage = page(body="<title>Internet Positif</title>Hubungi aduankonten@kominfo.go.id untuk keberatan")
+    raw = wc(requests=[blockpage], control_failure="connection_reset", control={})
+    (v,) = analyze(decode_measurement(raw), fingerprints)[1]
+    assert (v.outcome, v.method, v.confirmed, v.fingerprint) == ("blocked", "http-diff", True, "ooni.id_kominfo")
+    # the same page with only a vague fingerprint match stays inconclusive without a control
+    vague = page(body="<title>x</title>This page has been blocked")
+    (v,) = analyze(decode_measurement(wc(requests=[vague], control_failure="connection_reset", control={})), fingerprints)[1]
+    assert v.outcome == "inconclusive"

@@ -636,9 +636,8 @@ def _judge_without_control(ctx: _Context, http_rows: list[Observation]) -> _Judg
     detail = f"control failure: {ctx.tk.control_failure or 'absent'}"
     if http_rows:
         blockpage = _blockpage(ctx, http_rows)
-        if blockpage is not None and blockpage.rule.outcome is not BLOCKED or (
-            blockpage is not None and blockpage.fingerprint is not None and blockpage.fingerprint.confirms_blocking
-        ):
+        # Without a control only a confirming fingerprint proves blocking (a vague one does not).
+        if blockpage is not None and (blockpage.rule.outcome is not BLOCKED or blockpage.rule is R_HTTP_BLOCKPAGE):
             return blockpage
         final = http_rows[-1]
         if final.failure is None and final.http_status and _https(final) and final.http_status < 400:
