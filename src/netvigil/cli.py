@@ -189,12 +189,11 @@ def analyze(
         elif fmt is AnalyzeFormat.json:
             print_json([row.as_dict() for row in rows])
         else:
-            cols = ["source:line", "test", "target", "outcome", "method", "conf", "confirmed", "rule", "ooni"]
+            cols = ["source:line", "test", "target", "outcome", "method", "conf", "fingerprint", "rule"]
             print_table(None, cols, (
                 (f"{Path(r.source).name}:{r.line}", r.verdict.test_name, r.verdict.target, r.verdict.outcome,
                  r.verdict.method or "", f"{r.verdict.confidence:.2f}",
-                 r.verdict.fingerprint or ("yes" if r.verdict.confirmed else ""),
-                 r.verdict.rule_ids[0] if r.verdict.rule_ids else "", r.verdict.ooni_blocking or "")
+                 r.verdict.fingerprint or "", r.verdict.rule_ids[0] if r.verdict.rule_ids else "")
                 for r in rows
             ))
     except InputError as exc:
@@ -292,7 +291,9 @@ def status(store: StoreOpt = None, json_out: Annotated[bool, typer.Option("--jso
     if json_out:
         print_json(stats)
     else:
-        print_table("store", ["", "value"], sorted(stats.items()))
+        tables = stats.pop("tables", {})
+        rows = [*sorted(stats.items()), *((f"rows in {name}", count) for name, count in sorted(tables.items()))]
+        print_table("store", ["", "value"], rows)
 
 
 @data_app.command("update")

@@ -23,7 +23,8 @@ def print_json(obj: Any) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
-        table.add_column(col, overflow="fold")
+        # Short columns keep their header's width; long values (URLs, paths, rule ids) fold.
+        table.add_column(col, overflow="fold", min_width=min(len(col), 12))
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     out.print(table)
