@@ -7,7 +7,6 @@ embedded today, ClickHouse later) is chosen by the URL.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from netvigil.config import default_store_path
