@@ -336,7 +336,7 @@ class MeasurementEnvelope(_Record):
     software_name: str | None = None
     software_version: str | None = None
     test_helpers: dict[str, Any] | None = None
-    test_keys: msgspec.Raw | None = None
+    test_keys: msgspec.Raw = msgspec.Raw(b"null")
     test_name: str | None = None
     test_runtime: float | None = None
     test_start_time: str | None = None

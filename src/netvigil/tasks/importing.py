@@ -5,10 +5,11 @@ measurement is written, whole, to the run's quarantine file with its reason and
 the batch goes on. A measurement already in the store is recognised by its uid
 before analysis, so re-importing costs a decode and a lookup, nothing more.
 
-Writing overlaps with judging: a writer thread commits batch N (compression,
-DuckDB inserts and the commit run without the GIL) while this thread decodes
-and judges batch N+1. The queue between them holds one batch, so memory stays
-bounded at about two batches.
+Writing overlaps with judging: a writer thread hands batch N to the store's
+bulk writer (which stages it compactly and commits groups of batches; zstd,
+DuckDB's JSON reader and the commit run without the GIL) while this thread
+decodes and judges batch N+1. The queue between them holds one batch, so
+memory stays bounded at about two batches of decoded measurements.
 """
 
 from __future__ import annotations
