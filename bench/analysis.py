@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -118,11 +119,18 @@ def time_import(path: Path, workdir: Path) -> tuple[int, float]:
     return summary.records, elapsed
 
 
-def child_rss(path: Path, workdir: Path) -> None:
-    """Run in a child: import the file, print peak RSS in MB."""
-    n, secs = time_import(path, workdir)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"records": n, "seconds": secs, "peak_rss_mb": peak_mb}))
+def cli_import_rss(path: Path, workdir: Path) -> dict:
+    """Run the real `netvigil import` on the file in a child process; its wall time and peak RSS."""
+    env = dict(os.environ, NETVIGIL_DATA_DIR=str(workdir / "cli"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "netvigil", "import", str(path), "--json",
+                           "--fingerprints", str(SHARED / "fingerprints")], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"netvigil import failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    summary = json.loads(proc.stdout)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"records": summary["imported"], "seconds": seconds, "peak_rss_mb": peak_mb}
 
 
 def main() -> None:
@@ -130,13 +138,9 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=128, help="size of the throughput file (MB)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N for each side")
     ap.add_argument("--rss-mb", type=int, default=0, help="also import a file this large in a child and report peak RSS")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="nv-bench-") as tmp:
         workdir = Path(tmp)
-        if args.child:
-            child_rss(Path(args.child), workdir)
-            return
         data = workdir / "bench.jsonl"
         n = build_jsonl(data, args.mb * 1_000_000)
         size = data.stat().st_size
@@ -157,9 +161,8 @@ def main() -> None:
         if args.rss_mb:
             big = workdir / "big.jsonl"
             nbig = build_jsonl(big, args.rss_mb * 1_000_000)
-            proc = subprocess.run([sys.executable, __file__, "--child", str(big)], capture_output=True, text=True, check=True)
-            res = json.loads(proc.stdout)
-            print(f"import of {big.stat().st_size / 1e9:.2f} GB ({nbig:,} measurements) in a fresh process: "
+            res = cli_import_rss(big, workdir)
+            print(f"`netvigil import` of {big.stat().st_size / 1e9:.2f} GB ({nbig:,} measurements): "
                   f"{res['seconds']:.0f} s, peak RSS {res['peak_rss_mb']:.0f} MB")
 
 

@@ -106,7 +106,7 @@ def import_(
     store: StoreOpt = None,
     fingerprints: FingerprintsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Measurements per store transaction.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, max=20_000, help="Measurements judged per batch (memory grows with it).")] = 500,
 ) -> None:
     """Import OONI-format measurements, judge them and store everything."""
     from netvigil.store import StoreError

@@ -145,3 +145,19 @@ def test_data_update_downloads_fingerprints(tmp_path: Path, fingerprints_dir: Pa
         assert (dest / "fingerprints_http.csv").exists()  # the old copy survives a failed update
     finally:
         server.shutdown()
+
+
+def test_large_measurements_import_in_byte_bounded_batches(data_dir: Path, tmp_path: Path, netem_qa_dir: Path) -> None:
+    """Batches and store groups are bounded by bytes too: 40 measurements of ~1.5 MB each
+    (3x the 16 MB batch budget) import without DuckDB running out of its memory limit."""
+    base = json.loads((netem_qa_dir / "cloudflareCAPTCHAWithHTTP.json").read_text())
+    body = base["test_keys"]["requests"][0]["response"]["body"]
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as fh:
+        for i in range(40):
+            base["report_id"] = f"big-{i}"
+            base["test_keys"]["requests"][0]["response"]["body"] = body * 180 + str(i)
+            fh.write(json.dumps(base) + "\n")
+    proc = run(["import", str(path), "--json"], data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["imported"] == 40

@@ -41,7 +41,7 @@ def open_store(
     url_or_path: str | Path | None = None,
     *,
     read_only: bool = False,
-    memory_limit: str = "96MB",
+    memory_limit: str = "64MB",
     threads: int | None = None,
 ) -> Store:
     """Open (creating on first use) the store at a URL or path.

@@ -66,7 +66,7 @@ class DuckDBStore(Store):
         path: str | Path,
         *,
         read_only: bool = False,
-        memory_limit: str = "96MB",
+        memory_limit: str = "64MB",
         threads: int | None = None,
         zstd_level: int = 1,
     ) -> None:
@@ -373,15 +373,18 @@ class DuckDBBulkWriter(BulkWriter):
     Each batch is staged at once — raw bytes compressed, rows encoded as NDJSON
     appended to the staging files — so the decoded records are freed right
     away and memory holds only compact staged bytes. Every ``flush_every``
-    measurements (and on ``flush``) the staged rows are inserted with one
+    measurements or ``flush_bytes`` of staged rows (and on ``flush``) they are inserted with one
     statement per table and committed: DuckDB's fixed cost per statement and
     per commit is paid once per group, not once per batch.
     """
 
-    def __init__(self, store: DuckDBStore, flush_every: int = 2000) -> None:
+    def __init__(self, store: DuckDBStore, flush_every: int = 1000, flush_bytes: int = 16 << 20) -> None:
         super().__init__(store)
         self._db = store
         self._flush_every = flush_every
+        # Also flush by staged size: a group of large measurements must not outgrow DuckDB's memory limit.
+        self._flush_bytes = flush_bytes
+        self._staged_bytes = 0
         self._pending: set[str] = set()
         self._pending_counts = [0, 0, 0]  # measurements, observations, verdicts
         self._skipped = 0
@@ -408,15 +411,16 @@ class DuckDBBulkWriter(BulkWriter):
         verdicts = _rows_of(batch.verdicts, new_uids, "verdict_id", dedupe=repeated)
         encode = db._json.encode_lines
         raws = compress_raw(fresh, db._compressor)
-        self._handles[OBSERVATIONS.name].write(encode(observations))
-        self._handles[VERDICTS.name].write(encode(verdicts))
-        self._handles[MEASUREMENTS.name].write(encode(stage_measurements(fresh, raws)))
+        staged = [encode(observations), encode(verdicts), encode(stage_measurements(fresh, raws))]
+        for spec, lines in zip((OBSERVATIONS, VERDICTS, MEASUREMENTS), staged):
+            self._handles[spec.name].write(lines)
+            self._staged_bytes += len(lines)
         self._pending |= new_uids
         counts = self._pending_counts
         counts[0] += len(fresh)
         counts[1] += len(observations)
         counts[2] += len(verdicts)
-        if counts[0] >= self._flush_every:
+        if counts[0] >= self._flush_every or self._staged_bytes >= self._flush_bytes:
             self.flush()
 
     def flush(self) -> WriteResult:
@@ -451,6 +455,7 @@ class DuckDBBulkWriter(BulkWriter):
         self._pending.clear()
         self._pending_counts = [0, 0, 0]
         self._skipped = 0
+        self._staged_bytes = 0
         for handle in self._handles.values():
             handle.seek(0)
             handle.truncate()

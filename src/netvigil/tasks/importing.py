@@ -37,6 +37,9 @@ from netvigil.tasks.reader import RawRecord, iter_input_files, iter_records
 __all__ = ["MakeImportParams", "ImportSummary", "make_import", "Quarantine", "iter_decoded"]
 
 BATCH_SIZE = 500
+# Memory is bounded by bytes as well as by count: a batch of 500 measurements
+# with megabyte bodies would otherwise hold gigabytes.
+BATCH_BYTES = 16 << 20
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class MakeImportParams:
     fingerprints: FingerprintDB
     quarantine_dir: Path
     batch_size: int = BATCH_SIZE
+    batch_bytes: int = BATCH_BYTES
     on_progress: Callable[[int, int], None] | None = None  # (records seen, bytes read)
 
 
@@ -216,15 +220,17 @@ def _make_import(params: MakeImportParams) -> ImportSummary:
 
     writer = _BatchWriter(params.store)
     batch: list[Measurement] = []
+    batch_bytes = 0
     try:
         try:
             for record, m in iter_decoded(params.paths, on_bad, on_file):
                 summary.records += 1
                 summary.bytes_read += len(record.data)
                 batch.append(m)
-                if len(batch) >= params.batch_size:
+                batch_bytes += len(record.data)
+                if len(batch) >= params.batch_size or batch_bytes >= params.batch_bytes:
                     writer.put(_judge(params, batch, summary, run_id))
-                    batch = []
+                    batch, batch_bytes = [], 0
             if batch:
                 writer.put(_judge(params, batch, summary, run_id))
         except BaseException:
