@@ -161,3 +161,19 @@ def test_large_measurements_import_in_byte_bounded_batches(data_dir: Path, tmp_p
     proc = run(["import", str(path), "--json"], data_dir)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["imported"] == 40
+
+
+def test_corrupt_gzip_is_quarantined_and_the_rest_of_the_tree_imports(data_dir: Path, tmp_path: Path, netem_qa_dir: Path) -> None:
+    tree = tmp_path / "raw"
+    tree.mkdir()
+    good = [json.dumps(json.loads(p.read_text())) for p in sorted(netem_qa_dir.glob("*.json"))[:5]]
+    payload = gzip.compress(("\n".join(good) + "\n").encode())
+    (tree / "a-broken.jsonl.gz").write_bytes(payload[: len(payload) // 2])  # truncated mid-stream
+    (tree / "b-good.jsonl.gz").write_bytes(payload)
+    proc = run(["import", str(tree), "--json"], data_dir)
+    s = json.loads(proc.stdout)
+    assert proc.returncode == 3, proc.stderr
+    assert s["quarantine_reasons"] == {"unreadable": 1}
+    assert s["imported"] == 5  # the broken file's readable lines are the same measurements: stored once
+    bad = json.loads(Path(s["quarantine_file"]).read_text().splitlines()[0])
+    assert bad["source"].endswith("a-broken.jsonl.gz") and bad["reason"] == "unreadable"
