@@ -160,11 +160,11 @@ def import_(
 
 
 def _quarantine_dir(store: str | None) -> Path:
-    """Quarantine files live next to the store file."""
-    if store and "://" in store and not store.startswith("duckdb://"):
-        return data_dir() / "quarantine"
-    path = Path(store.removeprefix("duckdb://")) if store else default_store_path()
-    return path.expanduser().parent / "quarantine"
+    """Quarantine files live next to the store file (in the data directory for an in-memory store)."""
+    from netvigil.store import store_file
+
+    path = store_file(store or default_store_path())
+    return (path.parent if path is not None else data_dir()) / "quarantine"
 
 
 @app.command()

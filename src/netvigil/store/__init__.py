@@ -32,6 +32,7 @@ __all__ = [
     "WriteResult",
     "default_store_path",
     "open_store",
+    "store_file",
 ]
 
 _PLANNED_BACKENDS = ("clickhouse", "chdb")
@@ -50,6 +51,19 @@ def open_store(
     path, ``":memory:"``, or None for :func:`default_store_path` (which may
     itself be a URL). Other schemes raise :class:`StoreError`.
     """
+    path = store_file(url_or_path)
+    # Imported here so `from netvigil.store import StoreBatch` does not load a driver.
+    from netvigil.store.duckdb import DuckDBStore
+
+    if path is None:
+        return DuckDBStore(":memory:", read_only=read_only, memory_limit=memory_limit, threads=threads)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
+
+
+def store_file(url_or_path: str | Path | None = None) -> Path | None:
+    """The file a store URL or path names (None for ``":memory:"``); raises StoreError for other backends."""
     target = str(url_or_path) if url_or_path is not None else str(default_store_path())
     scheme, sep, rest = target.partition("://")
     if sep:
@@ -61,12 +75,4 @@ def open_store(
         target = rest
     if not target:
         raise StoreError("empty store path")
-    # Imported here so `from netvigil.store import StoreBatch` does not load a driver.
-    from netvigil.store.duckdb import DuckDBStore
-
-    if target != ":memory:":
-        path = Path(target).expanduser()
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        target = str(path)
-    return DuckDBStore(target, read_only=read_only, memory_limit=memory_limit, threads=threads)
+    return None if target == ":memory:" else Path(target).expanduser()

@@ -9,36 +9,23 @@ compressed raw measurement) become base64, decoded again by the backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
 
-import msgspec
 import zstandard
 
 from netvigil.model.measurement import Measurement
+from netvigil.store.schema import ENVELOPE_COLUMNS
 
-__all__ = ["StagedMeasurement", "compress_raw", "stage_measurements", "STAGED_MEASUREMENT_COLUMNS"]
-
-
-class StagedMeasurement(msgspec.Struct, omit_defaults=True, gc=False):
-    """The measurements-table columns Python knows (the backend adds import time and codec)."""
-
-    uid: str
-    raw: bytes
-    input: str | None = None
-    report_id: str | None = None
-    test_name: str | None = None
-    test_version: str | None = None
-    probe_cc: str | None = None
-    probe_asn: str | None = None
-    probe_network_name: str | None = None
-    resolver_asn: str | None = None
-    software_name: str | None = None
-    software_version: str | None = None
-    measurement_start_time: str | None = None
-    source_path: str | None = None
-    source_line: int | None = None
+__all__ = ["compress_raw", "stage_measurements", "STAGED_MEASUREMENT_COLUMNS"]
 
 
-STAGED_MEASUREMENT_COLUMNS = StagedMeasurement.__struct_fields__
+# The measurements-table columns Python knows, named by the schema (the backend
+# adds import run, import time and codec). Rows are plain dicts: one definition
+# of the table, in ``schema.py``.
+_ENVELOPE_SCALARS = tuple(c for c in ENVELOPE_COLUMNS if c != "input")
+_envelope_values = attrgetter(*_ENVELOPE_SCALARS)
+STAGED_MEASUREMENT_COLUMNS = ("uid", "raw", "input", *_ENVELOPE_SCALARS, "source_path", "source_line")
 
 
 def compress_raw(ms: Sequence[Measurement], compressor: zstandard.ZstdCompressor) -> list[bytes]:
@@ -54,17 +41,12 @@ def compress_raw(ms: Sequence[Measurement], compressor: zstandard.ZstdCompressor
     return [frame.tobytes() for frame in frames]
 
 
-def stage_measurements(ms: Sequence[Measurement], raws: Sequence[bytes]) -> list[StagedMeasurement]:
+def stage_measurements(ms: Sequence[Measurement], raws: Sequence[bytes]) -> list[dict[str, Any]]:
     rows = []
     for m, raw in zip(ms, raws, strict=True):
-        env = m.envelope
-        src = m.source
-        rows.append(StagedMeasurement(
-            uid=m.uid, raw=raw, input=m.input, report_id=env.report_id, test_name=env.test_name,
-            test_version=env.test_version, probe_cc=env.probe_cc, probe_asn=env.probe_asn,
-            probe_network_name=env.probe_network_name, resolver_asn=env.resolver_asn,
-            software_name=env.software_name, software_version=env.software_version,
-            measurement_start_time=env.measurement_start_time,
-            source_path=src.path if src is not None else None, source_line=src.line if src is not None else None,
-        ))
+        row = dict(zip(_ENVELOPE_SCALARS, _envelope_values(m.envelope)))
+        row["uid"], row["raw"], row["input"] = m.uid, raw, m.input
+        if m.source is not None:
+            row["source_path"], row["source_line"] = m.source.path, m.source.line
+        rows.append(row)
     return rows

@@ -7,7 +7,7 @@ from netvigil.analysis.rules import RULES_VERSION, Rule
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
 
-__all__ = ["make_verdict", "domain_of"]
+__all__ = ["make_verdict"]
 
 
 def make_verdict(

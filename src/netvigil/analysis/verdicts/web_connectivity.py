@@ -350,25 +350,16 @@ def _judge_unfollowed_redirect(ctx: _Context, final: Observation) -> _Judgement 
     host = domain_of(target)
     if not host:
         return None
-    port = _port_of(target)
-    ips = {ip for r in ctx.probe["dns"] if (r.hostname or "").lower() == host for ip in (r.dns_answer_ips or ())}
-    tcp = [r for r in ctx.probe["tcp"] if r.ip in ips and r.port == port]
-    tls = [r for r in ctx.probe["tls"] if (r.tls_server_name or "").lower() == host and r.port == port]
-    if tcp and all(r.failure for r in tcp):
-        return _tcp_judgement(ctx, tcp)
-    if target.startswith("https:") and tls and all(r.failure for r in tls):
-        return _tls_judgement(ctx, tls)
-    return None
+    tcp, tls = _endpoint_rows(ctx, host, _port_of(target))
+    return _broken_connection(ctx, tcp, tls, https=target.startswith("https:"))
 
 
 def _judge_no_request(ctx: _Context) -> _Judgement | None:
     """No HTTP request was made: the connection layers must say why."""
     tcp = [r for r in ctx.probe["tcp"] if _classic(r)] or ctx.probe["tcp"]
-    tls = ctx.probe["tls"]
-    if tcp and all(r.failure for r in tcp):
-        return _tcp_judgement(ctx, tcp)
-    if tls and all(r.failure for r in tls):
-        return _tls_judgement(ctx, tls)
+    broken = _broken_connection(ctx, tcp, ctx.probe["tls"], https=True)
+    if broken is not None:
+        return broken
     if ctx.control_http_failed:
         ctrl = ctx.control_http
         ctx.fired.append(R_HTTP_BOTH_FAIL.rule_id)
@@ -421,14 +412,29 @@ def _tls_judgement(ctx: _Context, tls: list[Observation]) -> _Judgement:
 def _connection_rows(ctx: _Context, host: str | None, port: int | None, hop: Observation) -> tuple[list[Observation], list[Observation]]:
     """The TCP and TLS rows that served one hop (by transaction id, else by host/port)."""
     tx = hop.transaction_id
-    tcp = [r for r in ctx.probe["tcp"] if tx is not None and r.transaction_id == tx]
-    tls = [r for r in ctx.probe["tls"] if tx is not None and r.transaction_id == tx]
-    if tcp or tls:
-        return tcp, tls
+    if tx is not None:
+        tcp = [r for r in ctx.probe["tcp"] if r.transaction_id == tx]
+        tls = [r for r in ctx.probe["tls"] if r.transaction_id == tx]
+        if tcp or tls:
+            return tcp, tls
+    return _endpoint_rows(ctx, host, port)
+
+
+def _endpoint_rows(ctx: _Context, host: str | None, port: int | None) -> tuple[list[Observation], list[Observation]]:
+    """TCP rows to the addresses the probe resolved for ``host``, TLS rows with it as SNI, on ``port``."""
     ips = {ip for r in ctx.probe["dns"] if (r.hostname or "").lower() == host for ip in (r.dns_answer_ips or ())}
     tcp = [r for r in ctx.probe["tcp"] if r.ip in ips and (port is None or r.port == port)]
     tls = [r for r in ctx.probe["tls"] if (r.tls_server_name or "").lower() == host and (port is None or r.port == port)]
     return tcp, tls
+
+
+def _broken_connection(ctx: _Context, tcp: list[Observation], tls: list[Observation], *, https: bool) -> _Judgement | None:
+    """Every connect failed (TCP/IP), or every handshake failed (TLS, when the hop needs one)."""
+    if tcp and all(r.failure for r in tcp):
+        return _tcp_judgement(ctx, tcp)
+    if https and tls and all(r.failure for r in tls):
+        return _tls_judgement(ctx, tls)
+    return None
 
 
 def _judge_failed_fetch(ctx: _Context, final: Observation) -> _Judgement:
@@ -445,10 +451,9 @@ def _judge_failed_fetch(ctx: _Context, final: Observation) -> _Judgement:
     https = url.startswith("https:")
     port = _port_of(url)
     tcp, tls = _connection_rows(ctx, host, port, final)
-    if tcp and all(r.failure for r in tcp):
-        return _tcp_judgement(ctx, tcp)
-    if https and tls and all(r.failure for r in tls):
-        return _tls_judgement(ctx, tls)
+    broken = _broken_connection(ctx, tcp, tls, https=https)
+    if broken is not None:
+        return broken
     if ctx.control_http_failed:
         ctrl = ctx.control_http
         ctx.fired.append(R_HTTP_BOTH_FAIL.rule_id)
