@@ -1,0 +1,1 @@
+"""The control helper: an uncensored vantage answering OONI's Web Connectivity test-helper request."""
