@@ -14,6 +14,7 @@ import socket
 import ssl
 import sys
 import time
+from urllib.parse import urlsplit
 
 
 def _err(exc: BaseException) -> dict:
@@ -52,7 +53,8 @@ def dnsquery(op: dict) -> dict:
     except dns.exception.Timeout:
         return {"error": "Timeout", "elapsed": time.monotonic() - t0}
     addrs = sorted(rd.address for rrset in r.answer for rd in rrset if hasattr(rd, "address"))
-    return {"rcode": dns.rcode.to_text(r.rcode()), "addrs": addrs, "aa": bool(r.flags & 0x400)}
+    return {"rcode": dns.rcode.to_text(r.rcode()), "addrs": addrs, "aa": bool(r.flags & 0x400),
+            "elapsed": time.monotonic() - t0}
 
 
 def connect(op: dict) -> dict:
@@ -99,8 +101,9 @@ def tls(op: dict) -> dict:
 
 
 def http_get(op: dict) -> dict:
-    """One HTTP(S) GET to `ip` with Host `host` (no redirects followed)."""
+    """One HTTP(S) GET to `ip` with Host `host` (no redirects followed); `wait` is request sent → response head."""
     scheme = op.get("scheme", "http")
+    t0 = time.monotonic()
     try:
         if scheme == "https":
             raw = socket.create_connection((op["ip"], op.get("port", 443)), timeout=op.get("timeout", 2.0))
@@ -108,11 +111,15 @@ def http_get(op: dict) -> dict:
             conn.sock = _ctx(op.get("verify", True)).wrap_socket(raw, server_hostname=op["host"])
         else:
             conn = http.client.HTTPConnection(op["ip"], op.get("port", 80), timeout=op.get("timeout", 2.0))
+        if conn.sock is None:
+            conn.connect()  # here, so that `wait` leaves the handshakes out
+        sent = time.monotonic()
         conn.request("GET", op.get("path", "/"), headers={"Host": op["host"], "User-Agent": "netvigil-test"})
         r = conn.getresponse()
+        wait = time.monotonic() - sent
         body = r.read()
         return {"status": r.status, "headers": dict(r.getheaders()), "body": body[:4000].decode("utf-8", "replace"),
-                "length": len(body)}
+                "length": len(body), "wait": wait, "elapsed": time.monotonic() - t0}
     except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
         return _err(exc)
 
@@ -137,8 +144,36 @@ def download(op: dict) -> dict:
         return _err(exc)
 
 
+def control(op: dict) -> dict:
+    """POST a Web Connectivity control request for `url` to the helper at `helper` (its name resolved by the
+    system resolver, as a probe does); returns the HTTP status and the decoded answer."""
+    helper = urlsplit(op["helper"])
+    timeout = op.get("timeout", 15.0)
+    request = {"http_request": op["url"], "tcp_connect": op.get("tcp_connect", []),
+               "http_request_headers": {"User-Agent": ["netvigil-test"], "Accept": ["text/html"]}}
+    t0 = time.monotonic()
+    try:
+        if helper.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                helper.hostname, helper.port or 443, timeout=timeout, context=_ctx(op.get("verify", True)))
+        else:
+            conn = http.client.HTTPConnection(helper.hostname, helper.port or 80, timeout=timeout)
+        conn.request("POST", helper.path or "/", body=json.dumps(request).encode(),
+                     headers={"Content-Type": "application/json", "User-Agent": "netvigil-test"})
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        return {**_err(exc), "elapsed": time.monotonic() - t0}
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    return {"status": r.status, "answer": answer, "elapsed": time.monotonic() - t0}
+
+
 OPS = {"resolve": resolve, "dnsquery": dnsquery, "connect": connect, "send_recv": send_recv, "tls": tls,
-       "http": http_get, "download": download}
+       "http": http_get, "download": download, "control": control}
 
 if __name__ == "__main__":
     op = json.loads(sys.argv[1])

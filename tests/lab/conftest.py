@@ -36,9 +36,13 @@ def require_lab() -> None:
 
 
 def _our_leftovers() -> list[str]:
+    """What labs of this run left behind (a developer's own lab running beside the suite is not ours)."""
+    from netvigil.lab.plan import ns_prefix
+
     found = []
+    prefixes = tuple(ns_prefix(name) for name in _STARTED | {"clit", "crash"})
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith("nv-")]
+    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(prefixes)]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     found += [f"host nft {line}" for line in tables.splitlines() if "netvigil" in line or "nvcheck" in line]
     for pid in os.listdir("/proc"):
@@ -47,7 +51,8 @@ def _our_leftovers() -> list[str]:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if ("netvigil.lab.censor" in cmd or "netvigil.lab.servers" in cmd) and str(STATE_ROOT) in cmd:
+            ours = ("netvigil.lab.censor", "netvigil.lab.servers", "netvigil.control")
+            if any(o in cmd for o in ours) and any(str(STATE_ROOT / name) in cmd for name in _STARTED | {"clit", "crash"}):
                 found.append(f"process {pid}: {cmd[:120]}")
     return found
 

@@ -222,7 +222,8 @@ def test_region_cut(lab, probe):
 
 def test_censored_control_helper(lab, probe):
     assert probe("alpha", op="connect", ip="203.0.113.251", port=443, timeout=1.5)["error"] == "TimeoutError"
-    assert probe("alpha", op="http", scheme="https", ip="203.0.113.250", host="control.example")["status"] == 200
+    working = probe("alpha", op="control", helper="https://control.example/", url="https://urlfilter.example/")
+    assert working["status"] == 200 and working["answer"]["http_request"]["status_code"] == 200
     assert on(lab, "control-censored", "ip_blackhole")
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import itertools
+import json
 import ssl
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from netvigil.lab import dpi
 from netvigil.lab.clock import ScenarioClock
+from netvigil.lab.controlhelper import ALLOW_NETS, control_argv, make_control_helpers
 from netvigil.lab.iptable import lookup_ip, make_ip_table
 from netvigil.lab.nftrules import make_interception, render_ruleset, render_shaping
 from netvigil.lab.plan import make_plan
 from netvigil.lab.scenario import ScenarioError, list_scenarios, load_scenario, parse_scenario, scenario_path
+from netvigil.lab.servers.spec import parse_spec
 from netvigil.lab.serverspec import make_server_specs
 
 pytestmark = pytest.mark.lab
@@ -145,3 +150,95 @@ def test_ip_table():
 def test_scenario_files_are_plain_toml():
     for name in list_scenarios():
         assert tomllib.loads(scenario_path(name).read_text())["scenario"]["name"] == name
+
+
+# --- control helpers and emulated latency ----------------------------------------------------------------
+
+def _flags(argv: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for flag, value in itertools.pairwise(argv):
+        if flag.startswith("--"):
+            out.setdefault(flag, []).append(value)
+    return out
+
+
+@pytest.mark.parametrize("name", ["baseline", "catalogue", "az-2020", "ru-2021-throttle", "ir-2019-shutdown"])
+def test_every_shipped_scenario_runs_a_real_control_helper(name):
+    s = load_scenario(name)
+    controls = [t for t in s.targets if t.kind == "control"]
+    assert controls and all(t.address.startswith("203.0.113.") for t in controls)
+    assert not [t for t in s.targets if t.server.get("site") == "control-helper"]
+
+
+def test_control_targets_start_the_helper_on_443_and_80_not_a_stub_site(tmp_path):
+    s = load_scenario("catalogue")
+    plan = make_plan("t", s)
+    helpers = make_control_helpers(plan, s)
+    assert [(h.name, h.port, h.tls, h.ns) for h in helpers] == [
+        ("helper-control-443", 443, True, plan.internet), ("helper-control-80", 80, False, plan.internet),
+        ("helper-control-censored-443", 443, True, plan.internet),
+        ("helper-control-censored-80", 80, False, plan.internet)]
+    assert helpers[0].cert_names == ["control.example", "203.0.113.250"]
+    web = [w for spec in make_server_specs(plan, s, tmp_path).values() for w in spec.get("web", [])]
+    assert not [w for w in web if w["bind"] in ("203.0.113.250", "203.0.113.251")]
+    tls = control_argv(helpers[0], "python3", Path("/ca.pem"), (Path("/leaf.pem"), Path("/leaf.key")))
+    assert tls[:4] == ["python3", "-m", "netvigil.control", "serve"]
+    assert _flags(tls) == {"--host": ["203.0.113.250"], "--port": ["443"], "--tls-cert": ["/leaf.pem"],
+                           "--tls-key": ["/leaf.key"], "--allow-net": list(ALLOW_NETS), "--ca-file": ["/ca.pem"],
+                           "--rate": ["60000"]}
+    plain = _flags(control_argv(helpers[1], "python3", Path("/ca.pem"), None))
+    assert plain["--port"] == ["80"] and "--tls-cert" not in plain
+    with pytest.raises(ValueError, match="certificate"):
+        control_argv(helpers[0], "python3", Path("/ca.pem"), None)
+    # the censor sees the helper's ports like any server's: TLS/HTTP techniques and the relay reach it
+    assert s.target("control").tls_ports == (443,) and s.target("control").http_ports == (80,)
+    assert {("203.0.113.251", 443), ("203.0.113.251", 80)} <= set(make_interception(s).tcp)
+
+
+def test_control_target_limits_and_mistakes():
+    doc = _doc()
+    doc["targets"].append({"id": "ctl", "kind": "control", "names": ["control.example"], "address": "203.0.113.250",
+                           "server": {"rate": 600, "max_concurrency": 8, "timeout": 5}})
+    s = parse_scenario(doc)
+    flags = _flags(control_argv(make_control_helpers(make_plan("t", s), s)[0], "py", Path("/ca"), (Path("c"),
+                                                                                                    Path("k"))))
+    assert (flags["--rate"], flags["--max-concurrency"], flags["--timeout"]) == (["600"], ["8"], ["5"])
+    for server, names, message in (({"site": "control-helper"}, ["c.example"], "unknown key"),
+                                   ({"rate": 0}, ["c.example"], "positive"),
+                                   ({}, [], "needs at least one name")):
+        doc = _doc()
+        doc["targets"].append({"id": "ctl", "kind": "control", "names": names, "address": "203.0.113.250",
+                               "server": server})
+        with pytest.raises(ScenarioError, match=message):
+            parse_scenario(doc)
+
+
+def test_delays_pass_through_to_the_servers_spec(tmp_path):
+    doc = _doc()
+    doc["dns"] = {"delay": 0.05, "public_resolver": "203.0.113.54"}
+    doc["targets"][0]["server"] = {"site": "news", "delay": 0.08}
+    s = parse_scenario(doc)
+    assert s.dns_delay == 0.05
+    plan = make_plan("t", s)
+    specs = make_server_specs(plan, s, tmp_path)
+    inet = specs[plan.internet]
+    assert [(d["role"], d.get("delay")) for d in inet["dns"]] == [("authoritative", 0.05), ("resolver", None)]
+    assert [w.get("delay") for w in inet["web"]] == [0.08, None]
+    for spec in specs.values():  # what the servers process will read
+        parse_spec(json.dumps(spec))
+    assert parse_spec(json.dumps(inet)).dns[0].delay == 0.05
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"dns": {"delay": -0.01}}, r"\[dns\].delay"),
+    ({"dns": {"delay": "50ms"}}, r"\[dns\].delay"),
+    ({"targets": [{"id": "x", "names": ["x.example"], "address": "203.0.113.10",
+                   "server": {"site": "news", "delay": 30}}]}, "server.delay"),
+    ({"targets": [{"id": "x", "kind": "largefile", "names": ["x.example"], "address": "203.0.113.10",
+                   "server": {"delay": 0.1}}]}, "only web targets"),
+])
+def test_bad_delays_fail_early(change, message):
+    doc = _doc()
+    doc.update(change)
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(doc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from servers_harness import WEB_HOSTS, Lab, random_net, start_servers, stop_servers
+from servers_harness import DELAY, WEB_HOSTS, Lab, random_net, start_servers, stop_servers
 
 
 @pytest.fixture(scope="session")
@@ -21,14 +21,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             "dual.example": [f"{net}.10", "2001:db8::10"],
             "big.example": many,
             "short.example": [f"{net}.10"],
+            "delayed.example": [f"{net}.25"],
         },
         "dns": [
             {"bind": f"{net}.53", "role": "authoritative", "port": 15353},
             {"bind": f"{net}.54", "role": "resolver", "upstream": f"{net}.53", "upstream_port": 15353, "port": 15353},
+            {"bind": f"{net}.55", "role": "authoritative", "port": 15353, "delay": DELAY},
         ],
         "web": [{"bind": f"{net}.{n}", "http_port": 18080, "https_port": 18443, **w} for n, w in WEB_HOSTS.items()]
         + [{"bind": f"{net}.24", "names": ["149.154.167.51"], "site": "telegram-dc", "http_port": [18080, 18443],
-            "https_port": None}],
+            "https_port": None},
+           {"bind": f"{net}.25", "names": ["delayed.example"], "site": "news", "http_port": 18080,
+            "https_port": 18443, "delay": DELAY}],
         "tls_echo": [{"bind": f"{net}.20", "port": 15222, "names": ["e1.whatsapp.net"]}],
         "tor": [{"bind": f"{net}.30", "or_port": 19001, "dir_port": 19030, "nickname": "moria1"}],
         "largefile": [{"bind": f"{net}.40", "names": ["largefile.example"], "http_port": 18080,

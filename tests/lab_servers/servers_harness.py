@@ -26,6 +26,7 @@ if str(SRC) not in sys.path:  # the package may not be installed in the venv yet
     sys.path.insert(0, str(SRC))
 
 READY_TIMEOUT = 30.0
+DELAY = 0.4  # emulated latency of the delayed web host (.25) and authoritative DNS server (.55)
 
 
 def subprocess_env() -> dict[str, str]:

@@ -4,12 +4,13 @@ Ownership rules that keep the host clean: children get PR_SET_PDEATHSIG (they di
 runs at exit, and `down_lab()` removes whatever carries the lab's name prefix (so a lab whose owner was
 SIGKILLed is cleared by the next `up` or by `netvigil lab down`). All state lives under
 /run/netvigil-lab/<lab>/: `state.json`, `clock`, `truth.jsonl`, `actions.jsonl`, `ip-table.json`, the CA and
-server/censor logs.
+server/censor/control-helper logs, and the control helpers' certificates (`control/`).
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import shutil
@@ -19,15 +20,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import netvigil
 from netvigil.lab.clock import ScenarioClock, read_clock
+from netvigil.lab.controlhelper import CONTROL_MODULE, control_argv, make_control_helpers
 from netvigil.lab.iptable import IpInfo, load_ip_table, make_ip_table, write_ip_table
 from netvigil.lab.netns import LabError, build_topology, delete_namespaces, netns_argv, set_pdeathsig
 from netvigil.lab.plan import Plan, make_plan, ns_prefix
 from netvigil.lab.scenario import Scenario, load_scenario, scenario_path
 from netvigil.lab.serverspec import make_server_specs
 from netvigil.lab.truth import GroundTruth, read_ground_truth
+
+if TYPE_CHECKING:
+    from netvigil.lab.servers.ca import CAFiles
 
 __all__ = ["Lab", "LabState", "STATE_ROOT", "down_lab", "lab_exec_argv", "read_state", "state_dir"]
 
@@ -168,16 +174,32 @@ class Lab:
         return self
 
     def _build(self) -> None:
+        helpers = make_control_helpers(self.plan, self.scenario)
+        if helpers and importlib.util.find_spec(CONTROL_MODULE + ".__main__") is None:
+            raise LabError(f"scenario {self.scenario.name!r} has control targets, but {CONTROL_MODULE} "
+                           "(the control helper) is not installed")
         resolv = {n.ns: self.plan.resolvers[n.isp] for n in self.plan.clients() if n.isp}
-        resolv[self.plan.internet] = self.scenario.public_resolver or self.scenario.authoritative
+        # The internet side and any side hosting a control helper (whose getaddrinfo reads resolv.conf) ask
+        # the lab's own uncensored resolver, never the host's.
+        for ns in {self.plan.internet, *(h.ns for h in helpers)}:
+            resolv[ns] = self.scenario.public_resolver or self.scenario.authoritative
         build_topology(self.plan, resolv)
         write_ip_table(self.dir / "ip-table.json", make_ip_table(self.plan, self.scenario))
-        self._make_ca()
+        ca = self._make_ca()
         specs = make_server_specs(self.plan, self.scenario, self.dir)
         for ns, spec in specs.items():
             path = self.dir / f"spec-{ns}.json"
             path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
             self._start(ns, [sys.executable, "-m", SERVERS_MODULE, str(path)])
+        for helper in helpers:
+            leaf = None
+            if helper.tls:
+                from netvigil.lab.servers.ca import issue_leaf
+
+                issued = issue_leaf(ca, helper.cert_names, self.dir / "control" / helper.target)
+                leaf = (issued.cert, issued.key)
+            argv = control_argv(helper, sys.executable, ca.cert, leaf, self.dir / "ip-table.json")
+            self._start(helper.ns, argv, name=helper.name)
         self._wait_ready([name for name, _ in self._procs])
         self._start(self.plan.backbone, [sys.executable, "-m", "netvigil.lab.censor", "--lab", self.lab,
                                          "--scenario", str(self.scenario_file), "--state-dir", str(self.dir),
@@ -191,12 +213,12 @@ class Lab:
         }
         (self.dir / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
-    def _make_ca(self) -> None:
+    def _make_ca(self) -> CAFiles:
         try:
             from netvigil.lab.servers.ca import make_ca
         except ImportError as exc:
             raise LabError(f"the lab servers are not installed ({exc}); see `netvigil lab check`") from exc
-        make_ca(self.dir / "ca")
+        return make_ca(self.dir / "ca")
 
     def _start(self, ns: str, argv: list[str], name: str | None = None) -> None:
         name = name or ns

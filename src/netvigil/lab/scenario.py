@@ -93,6 +93,14 @@ class Technique(StrEnum):
         return self.layer not in ("outage",) and self is not Technique.THROTTLE_ISP
 
 
+TARGET_KINDS = ("web", "tls_echo", "tor", "largefile", "vpn", "control", "host")
+# A `control` target runs netvigil's control helper twice: with TLS on 443 and in plain HTTP on 80. Its
+# `server` table may tune the helper's limits (requests per minute, concurrent requests, per-request timeout).
+CONTROL_HTTPS_PORT = 443
+CONTROL_HTTP_PORT = 80
+CONTROL_SERVER_KEYS = {"rate": (int,), "max_concurrency": (int,), "timeout": (int, float)}
+MAX_DELAY = 5.0  # seconds of emulated latency; beyond this the servers' own timeouts would fire first
+
 # Forged DNS answers by keyword (OONI's QA uses the same three families: a bogon, localhost, a blockpage).
 FORGE_KEYWORDS = {"bogon": "10.10.34.35", "localhost": "127.0.0.1"}
 
@@ -117,8 +125,9 @@ class Isp:
 class Target:
     """A host the censor can aim at: names, one address, and the server (if any) that answers there.
 
-    `kind` is a servers-spec section (web, tls_echo, tor, largefile, vpn) or `host` (an address with nothing
-    started by the lab: a down site, or a place where another component, e.g. the control helper, runs).
+    `kind` is a servers-spec section (web, tls_echo, tor, largefile, vpn), `control` (netvigil's real control
+    helper, on 443 with TLS and on 80 without) or `host` (an address with nothing started by the lab: a down
+    site, or a place where something outside the lab runs).
     """
 
     id: str
@@ -137,6 +146,8 @@ class Target:
         s = self.server
         if self.kind in ("web", "largefile"):
             return _ports(s.get("https_port", 443))
+        if self.kind == "control":
+            return (CONTROL_HTTPS_PORT,)
         if self.kind == "tls_echo":
             return _ports(s.get("port"))
         if self.kind == "tor":
@@ -148,6 +159,8 @@ class Target:
         s = self.server
         if self.kind in ("web", "largefile"):
             return _ports(s.get("http_port", 80))
+        if self.kind == "control":
+            return (CONTROL_HTTP_PORT,)
         if self.kind == "tor":
             return _ports(s.get("dir_port", 9030))
         return ()
@@ -208,6 +221,7 @@ class Scenario:
     isps: tuple[Isp, ...]
     targets: tuple[Target, ...]
     policies: tuple[Policy, ...]
+    dns_delay: float = 0.0  # seconds the authoritative server waits before each answer (emulated latency)
 
     def target(self, target_id: str) -> Target:
         for t in self.targets:
@@ -295,6 +309,23 @@ def _tuple_of_str(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _delay(value: Any, where: str) -> float:
+    """Emulated latency in seconds: a number from 0 to MAX_DELAY."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DELAY:
+        raise ScenarioError(f"{where}: {value!r} is not a delay in seconds between 0 and {MAX_DELAY:g}")
+    return float(value)
+
+
+def _check_control_server(server: Mapping[str, Any], names: tuple[str, ...], where: str) -> None:
+    """A control target needs a name for its certificate; `server` only tunes the helper's limits."""
+    if not names:
+        raise ScenarioError(f"{where}: a control target needs at least one name (its TLS certificate's)")
+    _unknown_keys(server, set(CONTROL_SERVER_KEYS), f"{where}.server")
+    for key, value in server.items():
+        if isinstance(value, bool) or not isinstance(value, CONTROL_SERVER_KEYS[key]) or value <= 0:
+            raise ScenarioError(f"{where}.server.{key}: {value!r} must be a positive number")
+
+
 def _unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     extra = set(table) - allowed
     if extra:
@@ -319,7 +350,8 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
     domestic = doc.get("domestic", {})
     dns = doc.get("dns", {})
     censor = doc.get("censor", {})
-    _unknown_keys(dns, {"authoritative", "public_resolver"}, "[dns]")
+    _unknown_keys(dns, {"authoritative", "public_resolver", "delay"}, "[dns]")
+    dns_delay = _delay(dns.get("delay", 0.0), "[dns].delay")
     _unknown_keys(censor, {"blockpage", "proxy"}, "[censor]")
 
     isps: list[Isp] = []
@@ -361,11 +393,18 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         if not _TARGET.match(tid):
             raise ScenarioError(f"{where}.id {tid!r} is not a valid target id")
         kind = raw.get("kind", "web")
-        if kind not in ("web", "tls_echo", "tor", "largefile", "vpn", "host"):
-            raise ScenarioError(f"{where}.kind {kind!r}: one of web, tls_echo, tor, largefile, vpn, host")
+        if kind not in TARGET_KINDS:
+            raise ScenarioError(f"{where}.kind {kind!r}: one of {', '.join(TARGET_KINDS)}")
         names = tuple(n.lower() for n in _tuple_of_str(raw.get("names"), f"{where}.names"))
+        server = dict(raw.get("server", {}))
+        if kind == "control":
+            _check_control_server(server, names, f"{where} ({tid})")
+        if "delay" in server:
+            if kind != "web":
+                raise ScenarioError(f"{where}.server.delay: only web targets take a response delay")
+            _delay(server["delay"], f"{where}.server.delay")
         targets.append(Target(tid, names, _host_ip(raw.get("address"), f"{where}.address"), kind,
-                              bool(raw.get("dns", True)), dict(raw.get("server", {}))))
+                              bool(raw.get("dns", True)), server))
     target_ids = {t.id for t in targets}
     if len(target_ids) != len(targets):
         raise ScenarioError("targets: ids must be unique")
@@ -451,6 +490,7 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         isps=tuple(isps),
         targets=tuple(targets),
         policies=tuple(policies),
+        dns_delay=dns_delay,
     )
     _check_addresses(scenario)
     return scenario

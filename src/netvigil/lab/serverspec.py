@@ -2,7 +2,8 @@
 
 One spec per namespace that hosts servers: the internet side (foreign sites, authoritative DNS, public
 resolver), the domestic side (in-country sites, the blockpage server) and every ISP router (its recursive
-resolver, whose upstream queries cross the backbone and so meet the DNS censor).
+resolver, whose upstream queries cross the backbone and so meet the DNS censor). `control` targets are not
+in these specs: they run netvigil's control helper (`controlhelper`), and `host` targets run nothing.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ def make_server_specs(plan: Plan, scenario: Scenario, state_dir: Path) -> dict[s
 
     auth = spec(side(scenario.authoritative))
     auth["zones"] = {name: [t.address] for t in scenario.targets if t.dns for name in t.names}
-    auth.setdefault("dns", []).append({"bind": scenario.authoritative, "role": "authoritative"})
+    authoritative: dict[str, Any] = {"bind": scenario.authoritative, "role": "authoritative"}
+    if scenario.dns_delay:
+        authoritative["delay"] = scenario.dns_delay
+    auth.setdefault("dns", []).append(authoritative)
     if scenario.public_resolver:
         spec(side(scenario.public_resolver)).setdefault("dns", []).append(
             {"bind": scenario.public_resolver, "role": "resolver", "upstream": scenario.authoritative})
     for t in scenario.targets:
-        if t.kind != "host":
+        if t.kind not in ("host", "control"):
             spec(side(t.address)).setdefault(t.kind, []).append(_entry(t))
     spec(side(scenario.blockpage)).setdefault("blockpage", []).append({"bind": scenario.blockpage, "port": 80})
     for isp, resolver in plan.resolvers.items():

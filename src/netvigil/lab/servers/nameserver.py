@@ -6,6 +6,7 @@ real thing on the wire: AA/RA flags, NXDOMAIN vs NODATA with an SOA, truncation 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import struct
@@ -206,6 +207,8 @@ async def start_dns(spec: DnsSpec, zones: dict[str, list[str]]) -> list[object]:
         if query.flags & dns.flags.QR:
             return None
         response = await resolve(query)
+        if spec.delay:  # emulated latency, before every answer
+            await asyncio.sleep(spec.delay)
         size = max_size if max_size else 65535
         if max_size and query.edns >= 0:
             size = max(UDP_DEFAULT_PAYLOAD, min(query.payload, 4096))

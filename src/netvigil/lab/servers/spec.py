@@ -37,6 +37,7 @@ BEHAVIOURS = (
     "cloudflare_challenge",
 )
 VPN_KINDS = ("wireguard", "openvpn-udp", "openvpn-tcp")
+MAX_DELAY = 5.0  # emulated latency must stay well below the HTTP handler and DNS timeouts
 
 
 class SpecError(ValueError):
@@ -54,6 +55,7 @@ class DnsSpec(_Strict, frozen=True):
     upstream: str | None = None
     upstream_port: int = 53
     ttl: int = 300
+    delay: float = 0.0  # seconds to wait before each answer: emulated path latency
 
 
 class WebSpec(_Strict, frozen=True):
@@ -65,6 +67,9 @@ class WebSpec(_Strict, frozen=True):
     behaviour: str = "normal"
     # "redirect": plain HTTP answers 301 to https:// as the real services do; "serve": HTTP serves the page.
     http_mode: Literal["redirect", "serve"] | None = None
+    # Seconds to wait before each response head (HTTP and HTTPS): server think time standing in for path
+    # latency. It cannot delay the TCP or TLS handshakes.
+    delay: float = 0.0
 
     @property
     def http_ports(self) -> list[int]:
@@ -181,6 +186,11 @@ def _check(spec: ServersSpec) -> None:
                 for port in _ports(value):
                     if not 0 < port < 65536:
                         raise SpecError(f"invalid spec: {where}.{field}: port {port} out of range")
+    for section, entries in (("dns", spec.dns), ("web", spec.web)):
+        for i, entry in enumerate(entries):
+            if not 0 <= entry.delay <= MAX_DELAY:
+                raise SpecError(f"invalid spec: {section}[{i}].delay: {entry.delay} s is not between 0 and "
+                                f"{MAX_DELAY:g}")
     for i, d in enumerate(spec.dns):
         if d.role == "resolver":
             if not d.upstream:

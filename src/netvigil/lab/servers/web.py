@@ -24,6 +24,8 @@ def make_web_handler(spec: WebSpec) -> Handler:
 
     async def handle(request: Request, body: Body) -> Response:
         await body.read()  # bounded by Limits.body_bytes; pages do not depend on it
+        if spec.delay:  # emulated latency: before every response head, redirects and errors included
+            await asyncio.sleep(spec.delay)
         behaviour = spec.behaviour
         if behaviour == "broken_redirect":
             return _redirect(302, BROKEN_LOCATION)
