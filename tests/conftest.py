@@ -41,6 +41,11 @@ def real_dir(ooni_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def test_lists_dir(ooni_data: Path) -> Path:
+    return ooni_data / "test-lists"
+
+
+@pytest.fixture(scope="session")
 def fingerprints_dir(ooni_data: Path) -> Path:
     return ooni_data / "fingerprints"
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 usage error; 3 finished, but some records were
 quarantined; 4 an input path or data file is missing; 5 the store cannot be
-used; 6 a download failed.
+used; 6 a download failed; 7 the lab cannot run; 8 some measurements failed
+because of the probe itself; 9 an upload left measurements in the spool.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from netvigil import __version__
 from netvigil.analysis import FingerprintDB
 from netvigil.cli_lab import app as lab_app
+from netvigil.cli_probe import app as probe_app
+from netvigil.control.cli import app as control_app
 from netvigil.config import data_dir, default_fingerprints_dir, default_store_path
 from netvigil.console import err, out, print_json, print_rows, print_table
 
@@ -32,6 +35,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Reference data (blockpage fingerprints).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(lab_app, name="lab")
+app.add_typer(probe_app, name="probe")
+app.add_typer(control_app, name="control")
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
@@ -300,17 +305,27 @@ def status(store: StoreOpt = None, json_out: Annotated[bool, typer.Option("--jso
 def data_update(
     dest: Annotated[Optional[Path], typer.Option(help="Directory for the fingerprint CSVs.")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="Where to download from (default: ooni/blocking-fingerprints).")] = None,
+    test_lists: Annotated[Optional[str], typer.Option("--test-lists", help="Also fetch Citizen Lab test lists: "
+                                                      "global plus these country codes (az,ru).")] = None,
+    test_lists_url: Annotated[Optional[str], typer.Option(help="Where to fetch test lists from (default: "
+                                                          "citizenlab/test-lists).")] = None,
 ) -> None:
-    """Download OONI's blocking fingerprints (DNS and HTTP CSVs)."""
+    """Download OONI's blocking fingerprints (DNS and HTTP CSVs) and, if asked, Citizen Lab test lists."""
+    from netvigil.probe.inputs import TEST_LISTS_BASE_URL, default_lists_dir, fetch_test_lists
     from netvigil.tasks.data import FINGERPRINTS_BASE_URL, DataUpdateError, MakeDataUpdateParams, make_data_update
 
     target = dest or default_fingerprints_dir()
     try:
         counts = make_data_update(MakeDataUpdateParams(dest=target, base_url=base_url or FINGERPRINTS_BASE_URL))
+        for name, rows in counts.items():
+            out.print(f"{target / name}: {rows} fingerprints")
+        if test_lists is not None:
+            lists_dir = default_lists_dir()
+            ccs = [c.strip().lower() for c in test_lists.split(",") if c.strip()]
+            for name, rows in fetch_test_lists(lists_dir, ccs, base_url=test_lists_url or TEST_LISTS_BASE_URL).items():
+                out.print(f"{lists_dir / name}: {rows} rows")
     except DataUpdateError as exc:
         raise _fail(str(exc), EXIT_DOWNLOAD) from None
-    for name, rows in counts.items():
-        out.print(f"{target / name}: {rows} fingerprints")
 
 
 @app.callback(invoke_without_command=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "default_store_path", "default_fingerprints_dir"]
+__all__ = ["data_dir", "default_store_path", "default_fingerprints_dir", "default_spool_dir"]
 
 
 def data_dir() -> Path:
@@ -26,3 +26,10 @@ def default_fingerprints_dir() -> Path:
     if env := os.environ.get("NETVIGIL_FINGERPRINTS"):
         return Path(env).expanduser()
     return data_dir() / "fingerprints"
+
+
+def default_spool_dir() -> Path:
+    """Where the probe keeps measurements until a collector has them."""
+    if env := os.environ.get("NETVIGIL_SPOOL"):
+        return Path(env).expanduser()
+    return data_dir() / "spool"

@@ -43,6 +43,11 @@ __all__ = [
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
+# RFC 5737 documentation ranges: Python counts them private, but no resolver on the real internet returns them,
+# and netvigil's lab uses them as its internet and its domestic hosting, so they must judge like public addresses.
+_DOCUMENTATION_V4 = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+
+
 @lru_cache(maxsize=65536)
 def is_bogon(ip: str) -> bool:
     """True for addresses that cannot be a public server (private, loopback, …)."""
@@ -52,6 +57,8 @@ def is_bogon(ip: str) -> bool:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv4Address) and any(addr in net for net in _DOCUMENTATION_V4):
+        return False
     return bool(
         addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
         or addr.is_reserved or addr.is_unspecified

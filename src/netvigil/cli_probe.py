@@ -1,0 +1,281 @@
+"""`netvigil probe …`: measure from inside a network, keep every measurement, deliver it when possible."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import msgspec
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from netvigil.config import default_spool_dir
+from netvigil.console import err, out, print_json, print_table
+
+app = typer.Typer(help="Measure websites from this network (OONI Web Connectivity), spool and upload.",
+                  no_args_is_help=True)
+
+EXIT_USAGE = 2
+EXIT_MISSING = 4
+EXIT_STORE = 5
+EXIT_PROBE_ERRORS = 8
+EXIT_UPLOAD_INCOMPLETE = 9
+
+SpoolOpt = Annotated[Optional[Path], typer.Option("--spool", help="Spool directory. Default: $NETVIGIL_SPOOL or "
+                                                  "the data directory's spool/.")]
+CAOpt = Annotated[Optional[Path], typer.Option("--ca-file", help="Trust these CAs instead of the system store "
+                                               "(PEM bundle) for measured sites and helpers.")]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '1h', '1d' or plain seconds -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 1h, 1d)")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
+
+
+def _tls(ca_file: Path | None):
+    from netvigil.probe.netx import TLSConfig
+
+    if ca_file is not None and not ca_file.is_file():
+        raise _fail(f"no such CA file: {ca_file}", EXIT_MISSING)
+    return TLSConfig(ca_file=str(ca_file) if ca_file else None)
+
+
+def _lab_table(explicit: Path | None) -> Path | None:
+    """The lab's IP table: given, or the one of the lab this process runs in (`netvigil lab exec` sets the env)."""
+    if explicit is not None:
+        return explicit
+    lab_dir = os.environ.get("NETVIGIL_LAB_DIR")
+    if lab_dir and (Path(lab_dir) / "ip-table.json").is_file():
+        return Path(lab_dir) / "ip-table.json"
+    return None
+
+
+@app.command("run")
+def run(
+    lists: Annotated[Optional[str], typer.Option("--list", help="Test lists by name, comma-separated (az,global).")] = None,
+    lists_dir: Annotated[Optional[Path], typer.Option(help="Directory of Citizen Lab test lists. Default: "
+                                                      "$NETVIGIL_TEST_LISTS or the data directory's test-lists/.")] = None,
+    url: Annotated[list[str], typer.Option("--url", help="A URL to measure; repeatable.")] = [],  # noqa: B006
+    file: Annotated[list[Path], typer.Option("--file", help="A file of URLs (one per line) or a test-list CSV; "
+                                             "repeatable.")] = [],  # noqa: B006
+    category: Annotated[list[str], typer.Option("--category", help="Only these category codes; repeatable.")] = [],  # noqa: B006
+    exclude_category: Annotated[list[str], typer.Option(help="Skip these category codes; repeatable.")] = [],  # noqa: B006
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Measure at most this many URLs.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="URLs measured at once.")] = 32,
+    budget: Annotated[float, typer.Option(min=1.0, help="Seconds one URL may take, all steps included.")] = 40.0,
+    control: Annotated[Optional[str], typer.Option("--control", envvar="NETVIGIL_CONTROL",
+                                                   help="Control helper URL (netvigil control serve).")] = None,
+    udp_resolver: Annotated[str, typer.Option(help="Public resolver ip:port for the extra UDP lookup "
+                                              "('' to skip).")] = "8.8.8.8:53",
+    doh: Annotated[Optional[str], typer.Option("--doh", help="DoH URL for an extra lookup.")] = None,
+    ca_file: CAOpt = None,
+    cc: Annotated[Optional[str], typer.Option("--cc", help="Probe country code (overrides lookups).")] = None,
+    asn: Annotated[Optional[str], typer.Option("--asn", help="Probe ASN, AS123 (overrides lookups).")] = None,
+    network_name: Annotated[Optional[str], typer.Option(help="Probe network name.")] = None,
+    mmdb: Annotated[Optional[Path], typer.Option(help="IP-to-ASN/country database (.mmdb).")] = None,
+    ip_table: Annotated[Optional[Path], typer.Option(help="The lab's ip-table.json (default: the lab this runs in).")] = None,
+    spool: SpoolOpt = None,
+    store: Annotated[Optional[str], typer.Option(help="Store URL or path. Default: $NETVIGIL_STORE or the data "
+                                                 "directory.")] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not write results to the local store.")] = False,
+    fingerprints: Annotated[Optional[Path], typer.Option(help="Directory with OONI fingerprint CSVs.")] = None,
+    collector: Annotated[Optional[str], typer.Option(envvar="NETVIGIL_COLLECTOR", help="Collector URL: upload the "
+                                                     "spool after each run.")] = None,
+    every: Annotated[Optional[str], typer.Option(help="Keep measuring on this schedule (e.g. 1h) until stopped.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Measure URLs with Web Connectivity; spool, judge and store every measurement."""
+    from netvigil.cli import _fingerprints
+    from netvigil.config import default_store_path
+    from netvigil.probe.geo import GeoError, local_address, locate, system_resolver
+    from netvigil.probe.inputs import InputError, default_lists_dir, load_targets
+    from netvigil.probe.nettests.web_connectivity import WebConnectivityOptions
+    from netvigil.probe.spool import Spool
+    from netvigil.tasks.probing import MakeProbeRunParams
+
+    try:
+        period = parse_duration(every) if every else None
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    for path in file:
+        if not path.is_file():
+            raise _fail(f"no such file: {path}", EXIT_MISSING)
+    names = [n.strip() for n in (lists or "").split(",") if n.strip()]
+    try:
+        inputs = load_targets(lists=names, lists_dir=lists_dir or default_lists_dir(), urls=url, files=file,
+                              categories=category, exclude_categories=exclude_category, limit=limit)
+    except InputError as exc:
+        raise _fail(str(exc), EXIT_MISSING) from None
+    for problem in inputs.problems[:20]:
+        err.print(f"[yellow]skipped input:[/] {problem}")
+    if len(inputs.problems) > 20:
+        err.print(f"[yellow]… and {len(inputs.problems) - 20} more skipped inputs[/]")
+    if not inputs.targets:
+        raise _fail("nothing to measure: give --list, --url or --file", EXIT_USAGE)
+    resolver = system_resolver()
+    table = _lab_table(ip_table)
+    try:
+        location = locate(cc=cc, asn=asn, network_name=network_name, mmdb=mmdb, lab_table=table,
+                          probe_ip=local_address(resolver) if resolver else None, resolver_ip=resolver)
+    except GeoError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    tls = _tls(ca_file)
+    options = WebConnectivityOptions(control_url=control, control_tls=tls, tls=tls,
+                                     udp_resolver=udp_resolver or None, doh_url=doh, budget=budget)
+    spool_dir = spool or default_spool_dir()
+    store_url = None if no_store else (store or str(default_store_path()))
+    params = MakeProbeRunParams(targets=inputs.targets, options=options, location=location,
+                                spool=Spool(spool_dir), fingerprints=_fingerprints(fingerprints),
+                                store_url=store_url, concurrency=concurrency, client_resolver=resolver)
+    if control is None:
+        err.print("[yellow]warning:[/] no control helper (--control): verdicts will be inconclusive unless a "
+                  "blockpage fingerprint proves blocking")
+    _stop_on_sigterm()
+    code = 0
+    try:
+        while True:
+            started = time.monotonic()
+            code = max(code, _run_once(params, json_out, collector, tls))
+            if period is None:
+                break
+            wait = max(0.0, period - (time.monotonic() - started))
+            err.print(f"next run in {wait:,.0f} s (Ctrl-C or SIGTERM to stop)")
+            time.sleep(wait)
+    except KeyboardInterrupt:
+        err.print(f"stopped; every finished measurement is in the spool ({params.spool.path})")
+    raise typer.Exit(code)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """systemd stops services with SIGTERM: treat it like Ctrl-C (what is spooled stays spooled)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _run_once(params, json_out: bool, collector: str | None, tls) -> int:
+    from netvigil.store import StoreError
+    from netvigil.tasks.probing import make_probe_run
+
+    counts: dict[str, int] = {}
+    progress = Progress(
+        TextColumn("[bold]measuring"), BarColumn(bar_width=None), MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+        console=err, transient=True, disable=json_out or not err.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("probe", total=len(params.targets), counts="")
+
+        def on_result(result) -> None:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            progress.update(task, advance=1, counts=" · ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+        params.on_result = on_result
+        try:
+            summary = make_probe_run(params)
+        except StoreError as exc:
+            raise _fail(f"{exc} (the measurements are safe in the spool: {params.spool.path})", EXIT_STORE) from None
+    upload = _upload(params.spool, collector, tls, quiet=json_out) if collector else None
+    if json_out:
+        doc = summary.as_dict()
+        doc["location"] = {"probe_cc": params.location.probe_cc, "probe_asn": params.location.probe_asn,
+                           "source": params.location.source}
+        if upload is not None:
+            doc["upload"] = msgspec.to_builtins(upload)
+        print_json(doc)
+    else:
+        _print_summary(summary, params)
+    if summary.probe_errors:
+        return EXIT_PROBE_ERRORS
+    if upload is not None and upload.failed_transient:
+        return EXIT_UPLOAD_INCOMPLETE
+    return 0
+
+
+def _print_summary(summary, params) -> None:
+    interesting = [r for r in summary.results if r.outcome != "ok"]
+    if interesting:
+        print_table("not ok", ["url", "verdict", "method", "rule", "OONI blocking"], (
+            (r.url, r.outcome, r.method or "", r.rule or r.probe_error or "", r.ooni_blocking)
+            for r in sorted(interesting, key=lambda r: (r.outcome, r.url))
+        ))
+    rows = [
+        ("location", f"{params.location.probe_cc} {params.location.probe_asn} ({params.location.source})"),
+        ("measured", summary.measured),
+        *((f"  · {outcome}", n) for outcome, n in sorted(summary.outcomes.items())),
+        ("spooled", f"{summary.spooled} in {params.spool.path}"),
+        ("stored", summary.stored if params.store_url else "no (--no-store)"),
+        ("probe errors", summary.probe_errors),
+        ("time", f"{summary.seconds:.1f} s ({summary.rate:.1f} URLs/s)"),
+        ("report id", summary.report_id),
+    ]
+    print_table("probe run", ["", "value"], rows)
+
+
+def _upload(spool, collector: str, tls, quiet: bool, attempts: int = 5, timeout: float = 15.0):
+    from netvigil.probe.upload import upload_spool
+
+    try:
+        result = asyncio.run(upload_spool(spool, collector, tls=tls, max_attempts=attempts, timeout=timeout))
+    except ValueError as exc:  # a malformed collector URL
+        raise _fail(str(exc), EXIT_USAGE) from None
+    if not quiet:
+        print_table("upload", ["", "count"], [
+            ("delivered", result.delivered), ("already delivered", result.already_delivered),
+            ("left in spool (collector unreachable)", result.failed_transient), ("rejected", result.rejected),
+            ("malformed (set aside)", result.bad),
+        ])
+        for line in result.errors[:10]:
+            err.print(f"[yellow]upload:[/] {line}")
+    return result
+
+
+@app.command("upload")
+def upload(
+    collector: Annotated[str, typer.Option(envvar="NETVIGIL_COLLECTOR", help="Collector URL.")],
+    spool: SpoolOpt = None,
+    ca_file: CAOpt = None,
+    attempts: Annotated[int, typer.Option(min=1, max=100, help="Tries per request before giving up for now.")] = 5,
+    timeout: Annotated[float, typer.Option(min=0.5, help="Seconds per request.")] = 15.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Deliver spooled measurements; each leaves the spool only when the collector acknowledged it."""
+    from netvigil.probe.spool import Spool
+
+    directory = spool or default_spool_dir()
+    if not directory.is_dir():
+        raise _fail(f"no spool at {directory}", EXIT_MISSING)
+    result = _upload(Spool(directory), collector, _tls(ca_file), quiet=json_out, attempts=attempts, timeout=timeout)
+    if json_out:
+        print_json(msgspec.to_builtins(result))
+    if result.failed_transient:
+        raise typer.Exit(EXIT_UPLOAD_INCOMPLETE)
+
+
+@app.command("spool")
+def spool_status(spool: SpoolOpt = None, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """How many measurements wait in the spool."""
+    from netvigil.probe.spool import Spool
+
+    s = Spool(spool or default_spool_dir())
+    doc = {"spool": str(s.path), "pending": s.count(), "bytes": s.bytes()}
+    if json_out:
+        print_json(doc)
+    else:
+        out.print(f"{doc['pending']} measurements ({doc['bytes']:,} bytes) waiting in {doc['spool']}")

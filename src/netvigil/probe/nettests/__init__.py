@@ -1,0 +1,1 @@
+"""One module per network test, each built on the traced primitives in `netvigil.probe.netx`."""

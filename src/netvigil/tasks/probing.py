@@ -1,0 +1,178 @@
+"""`netvigil probe run`: measure many URLs concurrently, spool every measurement first, then judge and store.
+
+Order of duties for each measurement, so that nothing is lost in a shutdown or a crash: (1) the nettest measures
+within its time budget; (2) the OONI-format bytes are written durably to the spool; (3) only then is the
+measurement decoded and judged, and the results written to the local store in batches; (4) the uploader
+(when a collector is configured) delivers the spool and removes what the collector acknowledged.
+
+Concurrency is a fixed pool of worker tasks on one event loop: network waits overlap, the CPU work of one
+measurement (decode, analysis) runs between them, and the store is written from a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Callable
+
+from netvigil.analysis import FingerprintDB, analyze
+from netvigil.codec import decode_measurement
+from netvigil.model.verdict import Verdict
+from netvigil.probe.envelope import ReportInfo, encode_measurement, make_report_id
+from netvigil.probe.geo import ProbeLocation
+from netvigil.probe.inputs import Target
+from netvigil.probe.nettests import web_connectivity as wc
+from netvigil.probe.spool import Spool
+from netvigil.store import StoreBatch
+
+__all__ = ["MakeProbeRunParams", "ProbeResult", "ProbeRunSummary", "make_probe_run", "run_probe"]
+
+STORE_BATCH = 200
+# A nettest enforces its own budget step by step; this margin only catches a probe bug that would hang.
+BUDGET_GRACE = 10.0
+
+
+@dataclass(slots=True)
+class MakeProbeRunParams:
+    targets: list[Target]
+    options: wc.WebConnectivityOptions
+    location: ProbeLocation
+    spool: Spool
+    fingerprints: FingerprintDB
+    store_url: str | None = None          # None: do not store locally
+    concurrency: int = 32
+    client_resolver: str | None = None
+    on_result: Callable[[ProbeResult], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One measured URL, as the progress display and the summary see it."""
+
+    url: str
+    uid: str
+    outcome: str
+    method: str | None
+    rule: str | None
+    ooni_blocking: object
+    ooni_accessible: bool | None
+    seconds: float
+    probe_error: str | None = None     # the probe itself failed (a bug), not the network
+
+    def as_dict(self) -> dict:
+        return {"url": self.url, "measurement_uid": self.uid, "outcome": self.outcome, "method": self.method,
+                "rule": self.rule, "ooni_blocking": self.ooni_blocking, "ooni_accessible": self.ooni_accessible,
+                "seconds": round(self.seconds, 3), "probe_error": self.probe_error}
+
+
+@dataclass(slots=True)
+class ProbeRunSummary:
+    report_id: str
+    measured: int = 0
+    spooled: int = 0
+    stored: int = 0
+    probe_errors: int = 0
+    seconds: float = 0.0
+    outcomes: Counter = field(default_factory=Counter)
+    results: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.measured / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {"report_id": self.report_id, "measured": self.measured, "spooled": self.spooled,
+                "stored": self.stored, "probe_errors": self.probe_errors, "seconds": round(self.seconds, 3),
+                "urls_per_second": round(self.rate, 3), "outcomes": dict(self.outcomes),
+                "results": [r.as_dict() for r in self.results]}
+
+
+def make_probe_run(params: MakeProbeRunParams) -> ProbeRunSummary:
+    return asyncio.run(run_probe(params))
+
+
+async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
+    started = datetime.now(UTC)
+    report = ReportInfo(
+        test_name=wc.TEST_NAME, test_version=wc.TEST_VERSION,
+        report_id=make_report_id(wc.TEST_NAME, params.location, started), test_start_time=started,
+        location=params.location, test_helpers=wc.test_helpers(params.options),
+    )
+    summary = ProbeRunSummary(report_id=report.report_id)
+    queue: asyncio.Queue[Target | None] = asyncio.Queue()
+    for target in params.targets:
+        queue.put_nowait(target)
+    workers = max(1, min(params.concurrency, len(params.targets) or 1))
+    for _ in range(workers):
+        queue.put_nowait(None)
+    pending = StoreBatch()
+    store_lock = asyncio.Lock()
+    t0 = time.perf_counter()
+
+    async def flush(force: bool = False) -> None:
+        nonlocal pending
+        if params.store_url is None or not pending.measurements:
+            return
+        if not force and len(pending.measurements) < STORE_BATCH:
+            return
+        batch, pending = pending, StoreBatch()
+        async with store_lock:
+            written = await asyncio.to_thread(_write, params.store_url, batch)
+        summary.stored += written
+
+    async def worker() -> None:
+        while (target := await queue.get()) is not None:
+            result, batch = await _measure_one(target, report, params)
+            summary.measured += 1
+            summary.spooled += bool(result.uid)
+            summary.outcomes[result.outcome] += 1
+            summary.probe_errors += result.probe_error is not None
+            summary.results.append(result)
+            if batch is not None:
+                pending.measurements += batch.measurements
+                pending.observations += batch.observations
+                pending.verdicts += batch.verdicts
+                await flush()
+            if params.on_result is not None:
+                params.on_result(result)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    await flush(force=True)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunParams
+                       ) -> tuple[ProbeResult, StoreBatch | None]:
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    try:
+        async with asyncio.timeout(params.options.budget + BUDGET_GRACE):
+            tk = await wc.measure(target.url, params.options, client_resolver=params.client_resolver)
+    except Exception as exc:  # noqa: BLE001 - a probe bug must cost one URL, not the run
+        return ProbeResult(url=target.url, uid="", outcome="probe_error", method=None, rule=None,
+                           ooni_blocking=None, ooni_accessible=None, seconds=time.monotonic() - t0,
+                           probe_error=f"{type(exc).__name__}: {exc}"[:300]), None
+    runtime = time.monotonic() - t0
+    raw = encode_measurement(report, target.url, started, runtime, tk)
+    m = decode_measurement(raw)
+    await asyncio.to_thread(params.spool.put, raw, m.uid)      # durable before anything else happens to it
+    observations, verdicts = analyze(m, params.fingerprints)
+    batch = StoreBatch(measurements=[m], observations=observations, verdicts=verdicts)
+    v: Verdict | None = verdicts[0] if verdicts else None
+    return ProbeResult(
+        url=target.url, uid=m.uid, outcome=v.outcome if v else "inconclusive", method=v.method if v else None,
+        rule=v.rule_ids[0] if v and v.rule_ids else None, ooni_blocking=tk.blocking, ooni_accessible=tk.accessible,
+        seconds=runtime,
+    ), batch
+
+
+def _write(store_url: str, batch: StoreBatch) -> int:
+    """Open, write, close: a long-running probe must not hold the store's lock between batches."""
+    from netvigil.store import open_store
+
+    with open_store(store_url) as store:
+        return store.write_batch(batch).new
