@@ -133,6 +133,9 @@ def run(
                           probe_ip=local_address(resolver) if resolver else None, resolver_ip=resolver)
     except GeoError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    for flag, value in (("--control", control), ("--collector", collector), ("--doh", doh)):
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise _fail(f"{flag} expects an http(s) URL, got {value!r}", EXIT_USAGE)
     tls = _tls(ca_file)
     options = WebConnectivityOptions(control_url=control, control_tls=tls, tls=tls,
                                      udp_resolver=udp_resolver or None, doh_url=doh, budget=budget)

@@ -82,6 +82,17 @@ def test_working_https_site_reports_the_real_page(helper: Helper, lab: Lab) -> N
     assert c.ip_info[ip].flags == 15 and c.ip_info[ip].asn == LAB_ASN + 1  # longest prefix of the lab table
 
 
+def test_the_page_comes_from_the_helpers_own_addresses_not_the_probes(helper: Helper, lab: Lab) -> None:
+    """A probe's endpoints may be forged (a DNS-injected blockpage server): they are connected to and reported,
+    but the page is fetched only over the helper's own addresses."""
+    ip, other = lab.ip(NORMAL), lab.ip(REDIRECT_OUT)  # `other` answers 302 to a host that never answers
+    _, page = fetch_page(ip, 80, tls=False)
+    for _ in range(5):  # whichever endpoint connects first, the page must be the real one
+        c = control(helper, f"http://{ip}/", [f"{other}:80", f"{ip}:80"])
+        assert c.tcp_connect[f"{other}:80"].status is True
+        assert (c.http_request.status_code, c.http_request.body_length) == (200, len(page))
+
+
 def test_plain_http_site_and_redirect_followed(helper: Helper, lab: Lab) -> None:
     ip = lab.ip(NORMAL)
     _, http_page = fetch_page(ip, 80, tls=False)

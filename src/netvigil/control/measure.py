@@ -94,14 +94,32 @@ async def measure_target(target: Target, policy: Policy, *, tls: TLSConfig, time
     tcp: dict[str, WebConnectivityControlTCP] = {}
     tls_results: dict[str, WebConnectivityControlTLS] = {}
     http: list[WebConnectivityControlHTTP] = []
+    # The page is fetched over the first connection the connectivity step establishes to one of the helper's
+    # OWN addresses (never the probe's: those may be forged), so each URL costs the helper and the site one
+    # handshake, not two; with none, the fetch connects on its own.
+    handover: asyncio.Future[netx.Conn | None] = loop.create_future()
+    candidates = {ep for ep in endpoints if ep.ip in resolved and ep.port == target.port
+                  and policy.address_allowed(ep.ip) and (target.scheme == "https") == (ep.port == 443)}
 
     async def one_endpoint(ep: Endpoint) -> None:
-        tcp[ep.address], handshake = await _connect(trace, ep, target, policy, tls, left)
-        if handshake is not None:
-            tls_results[ep.address] = handshake
+        keep = ep in candidates and not handover.done()
+        try:
+            tcp[ep.address], handshake, conn = await _connect(trace, ep, target, policy, tls, left, keep=keep)
+            if handshake is not None:
+                tls_results[ep.address] = handshake
+            if conn is not None:
+                if handover.done():
+                    await _close(conn)
+                else:
+                    handover.set_result(conn)
+        finally:
+            candidates.discard(ep)
+            if not candidates and not handover.done():
+                handover.set_result(None)
 
     async def page() -> None:
-        http.append(await _fetch(trace, target, policy, tls, resolved, dns.failure, left))
+        conn = await handover if candidates else None
+        http.append(await _fetch(trace, target, policy, tls, resolved, dns.failure, left, first=conn))
 
     tasks = [asyncio.create_task(one_endpoint(ep)) for ep in endpoints] + [asyncio.create_task(page())]
     try:
@@ -112,6 +130,8 @@ async def measure_target(target: Target, policy: Policy, *, tls: TLSConfig, time
                 task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=1.0)
+    if handover.done() and not handover.cancelled() and handover.result() is not None:
+        await _close(handover.result())  # closed already when the page used it; here only if it never ran
     for task in done:
         if not task.cancelled() and task.exception() is not None:  # a bug, not a network failure: keep answering
             log.error("control step failed: %r", task.exception())
@@ -165,16 +185,19 @@ async def _resolve(trace: Trace, target: Target, timeout: float) -> tuple[WebCon
 
 
 async def _connect(trace: Trace, ep: Endpoint, target: Target, policy: Policy, tls: TLSConfig,
-                   left: Callable[[], float]) -> tuple[WebConnectivityControlTCP, WebConnectivityControlTLS | None]:
-    """TCP connect, then a verified TLS handshake with the URL's host as SNI on port 443."""
+                   left: Callable[[], float], *, keep: bool = False
+                   ) -> tuple[WebConnectivityControlTCP, WebConnectivityControlTLS | None, netx.Conn | None]:
+    """TCP connect, then a verified TLS handshake with the URL's host as SNI on port 443. With `keep`, a
+    connection that got that far is returned open (for the page fetch); otherwise it is closed."""
     if not policy.address_allowed(ep.ip):
-        return WebConnectivityControlTCP(status=False, failure=ADDRESS_NOT_ALLOWED), None
+        return WebConnectivityControlTCP(status=False, failure=ADDRESS_NOT_ALLOWED), None, None
     try:
         conn = await netx.connect(trace, ep.ip, ep.port, timeout=left())
     except Exception as exc:  # noqa: BLE001 - NetxError or not, netx maps it
-        return WebConnectivityControlTCP(status=False, failure=_failure(exc)), None
+        return WebConnectivityControlTCP(status=False, failure=_failure(exc)), None, None
     tcp = WebConnectivityControlTCP(status=True, failure=None)
     handshake = None
+    usable = True
     try:
         if ep.port == 443:
             try:
@@ -182,14 +205,18 @@ async def _connect(trace: Trace, ep: Endpoint, target: Target, policy: Policy, t
                 handshake = WebConnectivityControlTLS(server_name=target.host, status=True, failure=None)
             except Exception as exc:  # noqa: BLE001
                 handshake = WebConnectivityControlTLS(server_name=target.host, status=False, failure=_failure(exc))
+                usable = False
     finally:
-        await _close(conn)
-    return tcp, handshake
+        if not (keep and usable):
+            await _close(conn)
+    return tcp, handshake, conn if keep and usable else None
 
 
 async def _fetch(trace: Trace, target: Target, policy: Policy, tls: TLSConfig, resolved: list[str],
-                 dns_failure: str | None, left: Callable[..., float]) -> WebConnectivityControlHTTP:
-    """GET the URL following redirects; every hop's addresses pass the policy before any connect."""
+                 dns_failure: str | None, left: Callable[..., float], *,
+                 first: netx.Conn | None = None) -> WebConnectivityControlHTTP:
+    """GET the URL following redirects; every hop's addresses pass the policy before any connect. `first`: an
+    established connection to one of the URL's endpoints, used for the first request."""
     known: dict[str, list[str]] = {}
     failed: dict[str, str] = {}
     if not target.host_is_ip:
@@ -217,7 +244,7 @@ async def _fetch(trace: Trace, target: Target, policy: Policy, tls: TLSConfig, r
     headers.update(dict(target.headers))
     try:
         final = await _follow(trace, target.url, policy, resolve=resolve, tls=tls, headers=list(headers.items()),
-                              timeout=left())
+                              timeout=left(), first=first)
     except Exception as exc:  # noqa: BLE001
         return _http_failure(_failure(exc))
     body = final.body or b""
@@ -234,11 +261,13 @@ async def _fetch(trace: Trace, target: Target, policy: Policy, tls: TLSConfig, r
 
 
 async def _follow(trace: Trace, url: str, policy: Policy, *, resolve: Callable[[str], Awaitable[list[str]]],
-                  tls: TLSConfig, headers: list[tuple[str, str]], timeout: float) -> netx.HTTPResponse:
+                  tls: TLSConfig, headers: list[tuple[str, str]], timeout: float,
+                  first: netx.Conn | None = None) -> netx.HTTPResponse:
     """netx.fetch one hop at a time, so that every redirect target passes the policy before it is contacted.
 
-    (fetch connects to IP-literal hosts without asking `resolve`, and follows redirects to any port.) Only the
-    final response is kept, and the throwaway trace is emptied after each hop: bodies must not pile up.
+    (fetch connects to IP-literal hosts without asking `resolve`, and follows redirects to any port.) The first
+    hop goes over `first` when given. Only the final response is kept, and the throwaway trace is emptied after
+    each hop: bodies must not pile up.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -247,10 +276,18 @@ async def _follow(trace: Trace, url: str, policy: Policy, *, resolve: Callable[[
     for _ in range(policy.max_redirects + 1):
         _check_hop(current, policy)
         try:
-            chain = await netx.fetch(trace, current, resolve=resolve, tls=tls, headers=headers, cookies=jar,
-                                     max_redirects=0, max_body=policy.max_body,
-                                     timeout=max(_MIN_STEP, deadline - loop.time()))
-            return chain[-1]
+            if first is not None:
+                conn, first = first, None
+                response = await _request_on(trace, conn, current, headers, jar, policy,
+                                             max(_MIN_STEP, deadline - loop.time()))
+                if response.status not in netx.REDIRECT_CODES or not response.header("location"):
+                    return response
+                location = (response.header("location") or "").strip()
+            else:
+                chain = await netx.fetch(trace, current, resolve=resolve, tls=tls, headers=headers, cookies=jar,
+                                         max_redirects=0, max_body=policy.max_body,
+                                         timeout=max(_MIN_STEP, deadline - loop.time()))
+                return chain[-1]
         except NetxError as exc:
             if exc.failure != Failure.HTTP_TOO_MANY_REDIRECTS.value or not exc.responses:
                 raise
@@ -270,6 +307,20 @@ async def _follow(trace: Trace, url: str, policy: Policy, *, resolve: Callable[[
             raise NetxError(f"{Failure.UNKNOWN.value}: redirect to unsupported scheme {parts.scheme!r}")
         current = target
     raise NetxError(Failure.HTTP_TOO_MANY_REDIRECTS.value)
+
+
+async def _request_on(trace: Trace, conn: netx.Conn, url: str, headers: list[tuple[str, str]],
+                      jar: netx.CookieJar, policy: Policy, timeout: float) -> netx.HTTPResponse:
+    """One GET over an established connection, with the jar's cookies; the connection is closed after."""
+    sent = list(headers)
+    if cookie := jar.header_for(url):
+        sent.append(("Cookie", cookie))
+    try:
+        response = await netx.http_request(trace, conn, url, headers=sent, max_body=policy.max_body, timeout=timeout)
+    finally:
+        await _close(conn)
+    jar.store(url, response.headers)
+    return response
 
 
 def _check_hop(url: str, policy: Policy) -> None:

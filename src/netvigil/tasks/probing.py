@@ -20,13 +20,14 @@ from typing import Callable
 
 from netvigil.analysis import FingerprintDB, analyze
 from netvigil.codec import decode_measurement
+from netvigil.control.client import ControlClient
 from netvigil.model.verdict import Verdict
 from netvigil.probe.envelope import ReportInfo, encode_measurement, make_report_id
 from netvigil.probe.geo import ProbeLocation
 from netvigil.probe.inputs import Target
 from netvigil.probe.nettests import web_connectivity as wc
 from netvigil.probe.spool import Spool
-from netvigil.store import StoreBatch
+from netvigil.store import StoreBatch, open_store
 
 __all__ = ["MakeProbeRunParams", "ProbeResult", "ProbeRunSummary", "make_probe_run", "run_probe"]
 
@@ -108,24 +109,28 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
     workers = max(1, min(params.concurrency, len(params.targets) or 1))
     for _ in range(workers):
         queue.put_nowait(None)
+    control = ControlClient(params.options.control_url, tls=params.options.control_tls, max_idle=params.concurrency) \
+        if params.options.control_url else None
     pending = StoreBatch()
     store_lock = asyncio.Lock()
     t0 = time.perf_counter()
+    # Opened for the run and closed after it: a scheduled probe holds the store's lock only while it measures.
+    store = await asyncio.to_thread(open_store, params.store_url) if params.store_url is not None else None
 
     async def flush(force: bool = False) -> None:
         nonlocal pending
-        if params.store_url is None or not pending.measurements:
+        if store is None or not pending.measurements:
             return
         if not force and len(pending.measurements) < STORE_BATCH:
             return
         batch, pending = pending, StoreBatch()
         async with store_lock:
-            written = await asyncio.to_thread(_write, params.store_url, batch)
-        summary.stored += written
+            written = await asyncio.to_thread(store.write_batch, batch)
+        summary.stored += written.new
 
     async def worker() -> None:
         while (target := await queue.get()) is not None:
-            result, batch = await _measure_one(target, report, params)
+            result, batch = await _measure_one(target, report, params, control)
             summary.measured += 1
             summary.spooled += bool(result.uid)
             summary.outcomes[result.outcome] += 1
@@ -139,19 +144,26 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
             if params.on_result is not None:
                 params.on_result(result)
 
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    await flush(force=True)
+    try:
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        await flush(force=True)
+    finally:
+        if control is not None:
+            await control.aclose()
+        if store is not None:
+            await asyncio.to_thread(store.close)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunParams
-                       ) -> tuple[ProbeResult, StoreBatch | None]:
+async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunParams,
+                       control: ControlClient | None) -> tuple[ProbeResult, StoreBatch | None]:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(params.options.budget + BUDGET_GRACE):
-            tk = await wc.measure(target.url, params.options, client_resolver=params.client_resolver)
+            tk = await wc.measure(target.url, params.options, control=control,
+                                  client_resolver=params.client_resolver)
     except Exception as exc:  # noqa: BLE001 - a probe bug must cost one URL, not the run
         return ProbeResult(url=target.url, uid="", outcome="probe_error", method=None, rule=None,
                            ooni_blocking=None, ooni_accessible=None, seconds=time.monotonic() - t0,
@@ -168,11 +180,3 @@ async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunP
         rule=v.rule_ids[0] if v and v.rule_ids else None, ooni_blocking=tk.blocking, ooni_accessible=tk.accessible,
         seconds=runtime,
     ), batch
-
-
-def _write(store_url: str, batch: StoreBatch) -> int:
-    """Open, write, close: a long-running probe must not hold the store's lock between batches."""
-    from netvigil.store import open_store
-
-    with open_store(store_url) as store:
-        return store.write_batch(batch).new

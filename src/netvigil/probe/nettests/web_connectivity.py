@@ -26,6 +26,7 @@ from netvigil.model.archival import (
     WebConnectivityControl,
     WebConnectivityTestKeys,
 )
+from netvigil.control.client import ControlClient, query_control
 from netvigil.model.control import ControlRequest
 from netvigil.probe.netx import (
     DEFAULT_HEADERS,
@@ -102,7 +103,6 @@ class _Endpoint:
     ip: str
     port: int
     trace: Trace
-    tags: list[str]
     conn: Conn | None = None
     failure: str | None = None
 
@@ -114,6 +114,7 @@ class _Measurer:
         self.trace = Trace()
         self.deadline = _Deadline(opts.budget)
         self.parts: list[tuple[Trace, list[str]]] = []   # child traces, merged at the end in this order
+        self.background: list[asyncio.Future] = []        # extension lookups, awaited before the merge
         self.cookies = CookieJar()
 
     def child(self, tags: list[str]) -> Trace:
@@ -135,15 +136,12 @@ class _Measurer:
         if depth == 0 and self.opts.doh_url:
             extras.append(lookup_doh(self.child([f"depth={depth}"]), host, self.opts.doh_url, tls=self.opts.tls,
                                      timeout=dns_timeout))
-        extra = asyncio.gather(*extras, return_exceptions=True) if extras else None
+        if extras:  # recorded, never waited for: their failures are facts, not errors
+            self.background.append(asyncio.gather(*extras, return_exceptions=True))
         try:
-            addrs = await system
-            failure = None
+            return _dedupe(await system), None
         except NetxError as exc:
-            addrs, failure = [], exc.failure
-        if extra is not None:
-            await extra  # extension lookups are recorded; their failures are facts, not errors
-        return _dedupe(addrs), failure
+            return [], exc.failure
 
     # -- connectivity -----------------------------------------------------------------------------------------
     async def open(self, ep: _Endpoint, server_name: str | None) -> None:
@@ -160,16 +158,11 @@ class _Measurer:
 
     async def connectivity(self, host: str, addrs: list[str], port: int, https: bool, depth: int,
                            explicit_port: bool) -> list[_Endpoint]:
-        fetch = [_Endpoint(ip, port, Trace(), []) for ip in addrs]
-        classic = ["classic"] if depth == 0 else []
-        for ep in fetch:
-            ep.tags = [*classic, f"depth={depth}", "fetch_body=true", "tcptls_experiment"]
-            ep.trace = self.child(ep.tags)
+        tags = [*(["classic"] if depth == 0 else []), f"depth={depth}", "fetch_body=true", "tcptls_experiment"]
+        fetch = [_Endpoint(ip, port, self.child(tags)) for ip in addrs]
         validate: list[_Endpoint] = []
         if not https and not explicit_port and not _is_ip(host):  # ts-017 extension E001
-            for ip in addrs:
-                tags = [f"depth={depth}", "fetch_body=false"]
-                validate.append(_Endpoint(ip, 443, self.child(tags), tags))
+            validate = [_Endpoint(ip, 443, self.child([f"depth={depth}", "fetch_body=false"])) for ip in addrs]
         name = host if https else None
         await asyncio.gather(*(self.open(ep, name) for ep in fetch),
                              *(self.open(ep, host) for ep in validate))
@@ -222,23 +215,26 @@ class _Measurer:
         return "http_too_many_redirects"
 
     # -- control ---------------------------------------------------------------------------------------------------
-    async def control(self, addrs: list[str], port: int) -> tuple[WebConnectivityControl | None, str | None]:
-        from netvigil.control.client import query_control
-
-        if not self.opts.control_url:
+    async def control(self, client: ControlClient | None, addrs: list[str], port: int
+                      ) -> tuple[WebConnectivityControl | None, str | None]:
+        if client is None and not self.opts.control_url:
             return None, "unknown_failure: no control helper configured"
         endpoints = [endpoint(ip, port) for ip in addrs]
         req = ControlRequest(http_request=self.url, http_request_headers={k: [v] for k, v in DEFAULT_HEADERS},
                              tcp_connect=endpoints)
+        timeout = self.deadline.left(self.opts.control_timeout)
         try:
-            answer = await query_control(self.opts.control_url, req, tls=self.opts.control_tls,
-                                         timeout=self.deadline.left(self.opts.control_timeout))
-            return answer, None
+            if client is not None:
+                return await client.query(req, timeout=timeout), None
+            assert self.opts.control_url is not None
+            return await query_control(self.opts.control_url, req, tls=self.opts.control_tls, timeout=timeout), None
         except NetxError as exc:
             return None, exc.failure
 
-    def merged(self) -> dict[str, list]:
+    async def merged(self) -> dict[str, list]:
         """Child traces folded into the measurement's: one transaction id each, their tags on every event."""
+        for pending in self.background:
+            await pending
         for child, tags in self.parts:
             tid = self.trace.next_id()
             for events in child.test_keys().values():
@@ -255,23 +251,26 @@ class _Measurer:
         return self.trace.test_keys()
 
 
-async def measure(url: str, opts: WebConnectivityOptions, *, client_resolver: str | None = None
-                  ) -> WebConnectivityTestKeys:
-    """Measure one URL; every failure ends up in the test keys, nothing is raised for the network's doing."""
+async def measure(url: str, opts: WebConnectivityOptions, *, control: ControlClient | None = None,
+                  client_resolver: str | None = None) -> WebConnectivityTestKeys:
+    """Measure one URL; every failure ends up in the test keys, nothing is raised for the network's doing.
+
+    `control`: a client kept for a whole run (its connections are reused); without one, `opts.control_url` is
+    asked on a connection of its own."""
     m = _Measurer(url, opts)
     parts = urlsplit(url)
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     addrs, dns_failure = await m.resolve(host, 0)
-    control_task = asyncio.ensure_future(m.control(addrs, port))
+    control_task = asyncio.ensure_future(m.control(control, addrs, port))
     http_failure = await m.web(addrs, dns_failure)
-    control, control_failure = await control_task
-    tk = WebConnectivityTestKeys(**m.merged())
+    answer, control_failure = await control_task
+    tk = WebConnectivityTestKeys(**await m.merged())
     tk.client_resolver = client_resolver
     tk.retries = 0
     tk.socksproxy = None
-    tk.control = control
+    tk.control = answer
     tk.control_failure = control_failure
     tk.dns_experiment_failure = dns_failure
     tk.http_experiment_failure = http_failure
@@ -303,6 +302,8 @@ def ooni_keys(url: str, tk: WebConnectivityTestKeys) -> dict[str, object]:
         ctl_len = c_http.body_length or 0
         if probe_len > 0 and ctl_len > 0:
             prop = min(probe_len, ctl_len) / max(probe_len, ctl_len)
+            if final.response.body_is_truncated and ctl_len >= probe_len:
+                prop = 1.0  # the probe stopped reading at its cap; everything it read fits the control's page
             out["body_proportion"] = round(prop, 6)
             out["body_length_match"] = prop > 0.7
         out["status_code_match"] = final.response.code == c_http.status_code
@@ -446,7 +447,4 @@ def _dedupe(addrs: list[str]) -> list[str]:
 
 async def _close(conn: Conn | None) -> None:
     if conn is not None:
-        try:
-            await conn.close()
-        except Exception:  # noqa: BLE001 - closing a broken socket must never fail a measurement
-            pass
+        await conn.close()  # bounded, and never raises for the network's doing
