@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import select
 import signal
 import socket
@@ -23,6 +22,9 @@ from urllib.parse import urlsplit
 SRC = Path(__file__).resolve().parents[2] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+# The lab-server tests' harness: how to run `python -m netvigil.lab.servers` on a private loopback /24.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab_servers"))
+from servers_harness import random_net, subprocess_env  # noqa: E402,F401 - re-exported for the control tests
 
 READY_TIMEOUT = 30.0
 
@@ -41,18 +43,6 @@ class Lab:
 
     def ip(self, n: int) -> str:
         return f"{self.net}.{n}"
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def random_net() -> str:
-    """A 127.a.b prefix unlikely to collide with another test run on this machine."""
-    rng = random.SystemRandom()
-    return f"127.{rng.randint(100, 250)}.{rng.randint(1, 250)}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -230,15 +230,21 @@ def _find_list(name: str, lists_dir: Path) -> Path:
     raise InputError(f"no test list {stem!r} {where}; {have} (get them with: netvigil data update --test-lists {stem})")
 
 
-def _read_file(path: Path, problems: list[InputProblem]) -> list[tuple[Target, bool]]:
-    """A --file: a CSV in test-list format (header starting with ``url``) or plain text, one URL a line."""
+def _read_text(path: Path, problems: list[InputProblem]) -> str | None:
+    """The file's text, or None with the reason recorded as a problem."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         problems.append(InputProblem(str(path), None, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
-        return []
     except OSError as exc:
         problems.append(InputProblem(str(path), None, f"cannot read: {exc.strerror or exc}"))
+    return None
+
+
+def _read_file(path: Path, problems: list[InputProblem]) -> list[tuple[Target, bool]]:
+    """A --file: a CSV in test-list format (header starting with ``url``) or plain text, one URL a line."""
+    text = _read_text(path, problems)
+    if text is None:
         return []
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if first.lower().split(",")[0].strip() == "url" or path.suffix.lower() == ".csv":
@@ -247,15 +253,8 @@ def _read_file(path: Path, problems: list[InputProblem]) -> list[tuple[Target, b
 
 
 def _read_csv(path: Path, source: str, problems: list[InputProblem]) -> list[Target]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.append(InputProblem(str(path), None, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
-        return []
-    except OSError as exc:
-        problems.append(InputProblem(str(path), None, f"cannot read: {exc.strerror or exc}"))
-        return []
-    return list(_parse_csv(text, str(path), source, problems))
+    text = _read_text(path, problems)
+    return [] if text is None else list(_parse_csv(text, str(path), source, problems))
 
 
 def _parse_text(text: str, file: str, source: str, problems: list[InputProblem]) -> Iterator[Target]:

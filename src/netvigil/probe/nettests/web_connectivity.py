@@ -15,7 +15,6 @@ from them: the analysis stage judges the recorded operations.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from netvigil.probe.netx import (
     Trace,
     connect,
     endpoint,
+    is_ip,
     getaddrinfo,
     http_request,
     lookup_doh,
@@ -125,7 +125,7 @@ class _Measurer:
     # -- DNS -------------------------------------------------------------------------------------------------
     async def resolve(self, host: str, depth: int) -> tuple[list[str], str | None]:
         """System lookup (classic at depth 0) with the UDP and DoH extensions beside it at depth 0."""
-        if _is_ip(host):
+        if is_ip(host.strip("[]")):
             return [host.strip("[]")], None
         dns_timeout = self.deadline.left(self.opts.dns_timeout)
         tags = ["classic", f"depth={depth}"] if depth == 0 else [f"depth={depth}"]
@@ -161,7 +161,7 @@ class _Measurer:
         tags = [*(["classic"] if depth == 0 else []), f"depth={depth}", "fetch_body=true", "tcptls_experiment"]
         fetch = [_Endpoint(ip, port, self.child(tags)) for ip in addrs]
         validate: list[_Endpoint] = []
-        if not https and not explicit_port and not _is_ip(host):  # ts-017 extension E001
+        if not https and not explicit_port and not is_ip(host.strip("[]")):  # ts-017 extension E001
             validate = [_Endpoint(ip, 443, self.child([f"depth={depth}", "fetch_body=false"])) for ip in addrs]
         name = host if https else None
         await asyncio.gather(*(self.open(ep, name) for ep in fetch),
@@ -350,7 +350,7 @@ def _classic_addrs(tk: WebConnectivityTestKeys) -> list[str]:
 def _dns_consistency(host: str, tk: WebConnectivityTestKeys, probe_addrs: list[str]) -> str | None:
     control = tk.control
     assert control is not None
-    if _is_ip(host):
+    if is_ip(host.strip("[]")):
         return "consistent"
     ctl_dns = control.dns
     ctl_failure = ctl_dns.failure if ctl_dns else None
@@ -431,14 +431,6 @@ def _mark_blocked_connects(tk: WebConnectivityTestKeys) -> None:
             continue
         peer = ctl.get(endpoint(c.ip, c.port)) if c.ip and c.port else None
         c.status.blocked = bool(not c.status.success and peer is not None and peer.status)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
 
 
 def _dedupe(addrs: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from netvigil.probe.netx.fetch import DEFAULT_HEADERS, REDIRECT_CODES, CookieJar
 from netvigil.probe.netx.http import HTTPResponse, http_request
 from netvigil.probe.netx.tcp import Conn, connect
 from netvigil.probe.netx.tls import TLSConfig, tls_handshake
-from netvigil.probe.netx.trace import Trace, endpoint
+from netvigil.probe.netx.trace import Trace, endpoint, is_ip
 
 __all__ = [
     "Trace",
@@ -17,6 +17,7 @@ __all__ = [
     "DNSResponseError",
     "failure_of",
     "endpoint",
+    "is_ip",
     "getaddrinfo",
     "lookup_udp",
     "lookup_doh",

@@ -22,7 +22,7 @@ from netvigil.probe.netx.errors import DNSResponseError, NetxError, failure_of
 from netvigil.probe.netx.http import can_send, http_request
 from netvigil.probe.netx.tcp import Conn, connect
 from netvigil.probe.netx.tls import TLSConfig, tls_handshake
-from netvigil.probe.netx.trace import Trace, endpoint
+from netvigil.probe.netx.trace import Trace, endpoint, is_ip
 
 __all__ = ["getaddrinfo", "lookup_udp", "lookup_doh", "parse_resolver", "answers_of", "DOH_CONTENT_TYPE"]
 
@@ -34,14 +34,6 @@ def _answer_for_ip(ip: str) -> ArchivalDNSAnswer:
     if ":" in ip:
         return ArchivalDNSAnswer(answer_type="AAAA", ipv6=ip)
     return ArchivalDNSAnswer(answer_type="A", ipv4=ip)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def getaddrinfo(trace: Trace, hostname: str, *, timeout: float = 5.0,
@@ -209,7 +201,7 @@ async def lookup_doh(trace: Trace, hostname: str, url: str, *, tls: TLSConfig, q
         return deadline - loop.time()
 
     async def open_conn() -> Conn:
-        if _is_ip(host):
+        if is_ip(host):
             addrs = [host]
         elif resolve is not None:
             async with asyncio.timeout(max(remaining(), 0.0)):

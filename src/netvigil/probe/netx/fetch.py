@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import http.cookiejar
-import ipaddress
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from urllib.parse import urljoin, urlsplit
@@ -21,7 +20,7 @@ from netvigil.probe.netx.errors import NetxError, failure_of
 from netvigil.probe.netx.http import HTTPResponse, http_request, request_headers, request_record
 from netvigil.probe.netx.tcp import Conn, connect
 from netvigil.probe.netx.tls import TLSConfig, tls_handshake
-from netvigil.probe.netx.trace import Trace
+from netvigil.probe.netx.trace import Trace, is_ip
 
 __all__ = ["CookieJar", "DEFAULT_HEADERS", "REDIRECT_CODES", "fetch"]
 
@@ -99,14 +98,6 @@ def _valid_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def fetch(trace: Trace, url: str, *, resolve: Resolve | None = None, tls: TLSConfig = TLSConfig(),
                 headers: Sequence[tuple[str, str]] = DEFAULT_HEADERS, cookies: CookieJar | None = None,
                 max_redirects: int = 10, max_body: int = 1 << 19, timeout: float = 15.0) -> list[HTTPResponse]:
@@ -177,7 +168,7 @@ async def _hop(trace: Trace, url: str, *, method: str, headers: list[tuple[str, 
         try:
             if remaining() <= 0:
                 raise TimeoutError("fetch budget spent")
-            if _is_ip(host):
+            if is_ip(host):
                 addrs = [host]
             elif resolve is None:
                 addrs = await getaddrinfo(trace, host, timeout=remaining(), transaction_id=tid)

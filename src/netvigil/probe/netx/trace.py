@@ -7,6 +7,7 @@ which measurement.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import time
 from typing import Any
@@ -19,7 +20,16 @@ from netvigil.model.archival import (
     ArchivalTLSHandshake,
 )
 
-__all__ = ["Trace", "endpoint"]
+__all__ = ["Trace", "endpoint", "is_ip"]
+
+
+def is_ip(host: str) -> bool:
+    """True for an IP literal (a URL's host may be one: then there is nothing to resolve)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def endpoint(ip: str, port: int) -> str:
