@@ -4,11 +4,20 @@ Decoding is two msgspec passes: the envelope with ``test_keys`` left raw, then
 the test keys into the struct for that test. A record whose test keys do not fit
 their struct (a field of an unexpected type in some old probe) keeps them as a
 plain dict instead of being rejected: analysis degrades, nothing is lost.
+
+A caller that only analyses and stores (the importer) may name the tests whose
+test keys it wants decoded now; the others are left in ``raw`` (and in the
+envelope's raw ``test_keys``) until ``decode_test_keys`` is asked for them.
+The importer decodes each measurement's test keys right before judging it and
+drops them right after, so they are never held for a whole batch, and never
+decoded at all for tests such as ``http_invalid_request_line`` or ``ndt``
+whose (large) test keys analysis does not read.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +31,7 @@ __all__ = [
     "BadRecord",
     "BadRecordReason",
     "decode_measurement",
+    "decode_test_keys",
     "encode_measurement",
     "measurement_uid",
     "measurement_to_dict",
@@ -60,9 +70,17 @@ def _looks_like_yaml(raw: bytes) -> bool:
     )
 
 
-def decode_measurement(raw: bytes, source: SourceRef | None = None) -> Measurement:
-    """Decode one OONI measurement, or raise BadRecord with the reason."""
-    if not raw.strip():
+def decode_measurement(
+    raw: bytes, source: SourceRef | None = None, *, test_keys_for: Container[str] | None = None
+) -> Measurement:
+    """Decode one OONI measurement, or raise BadRecord with the reason.
+
+    With ``test_keys_for``, test keys are decoded only for those tests (and
+    whenever the uid is computed from them); any other measurement gets
+    ``test_keys=None`` (see ``decode_test_keys``) while its bytes, envelope and
+    uid are as usual.
+    """
+    if not raw or raw.isspace():  # (not raw.strip(): that copies every record)
         raise BadRecord(BadRecordReason.EMPTY)
     try:
         env = _ENVELOPE.decode(raw)
@@ -72,10 +90,13 @@ def decode_measurement(raw: bytes, source: SourceRef | None = None) -> Measureme
         if _looks_like_yaml(raw):
             raise BadRecord(BadRecordReason.LEGACY_YAML, "YAML report (pre-2016 ooniprobe)") from None
         raise BadRecord(BadRecordReason.INVALID_JSON, str(exc)) from None
-    missing = [f for f in _REQUIRED if not getattr(env, f)]
-    if missing:
+    if not (env.test_name and env.measurement_start_time):
+        missing = [f for f in _REQUIRED if not getattr(env, f)]
         raise BadRecord(BadRecordReason.NOT_A_MEASUREMENT, "missing " + ", ".join(missing))
-    test_keys = _decode_test_keys(env)
+    if test_keys_for is None or env.test_name in test_keys_for or not (env.measurement_uid or env.report_id):
+        test_keys = _decode_test_keys(env)
+    else:
+        test_keys = None
     return Measurement(
         uid=measurement_uid(env, test_keys),
         envelope=env,
@@ -107,9 +128,14 @@ def _lenient_envelope(raw: bytes, exc: Exception) -> MeasurementEnvelope:
     return MeasurementEnvelope(**fields)
 
 
+def decode_test_keys(m: Measurement) -> Any:
+    """The test keys of a measurement decoded with ``test_keys_for``, as ``decode_measurement`` makes them."""
+    return _decode_test_keys(m.envelope)
+
+
 def _decode_test_keys(env: MeasurementEnvelope) -> Any:
     raw_tk = env.test_keys
-    if raw_tk is None or len(raw_tk) == 0 or bytes(raw_tk) == b"null":
+    if raw_tk is None or len(raw_tk) == 0 or (len(raw_tk) == 4 and bytes(raw_tk) == b"null"):
         return None
     decoder = _TEST_KEYS.get(env.test_name or "")
     if decoder is not None:

@@ -104,3 +104,33 @@ def test_uid_is_measurement_uid_when_present_else_stable_across_formatting(real_
 def test_measurement_to_dict_keeps_probe_ip_as_recorded_scrubbed(real_dir: Path) -> None:
     d = measurement_to_dict(decode_measurement((real_dir / "whatsapp.json").read_bytes()))
     assert d["probe_ip"] == "127.0.0.1"
+
+
+def test_test_keys_for_decodes_only_the_named_tests_and_keeps_the_uid(real_dir: Path, netem_qa_dir: Path) -> None:
+    from netvigil.codec import decode_test_keys
+
+    checked = skipped = 0
+    for path in sorted(real_dir.glob("*.json")) + sorted(netem_qa_dir.glob("*.json")):
+        raw = path.read_bytes()
+        try:
+            full = decode_measurement(raw)
+        except BadRecord:
+            continue
+        lean = decode_measurement(raw, test_keys_for={"web_connectivity"})
+        assert (lean.uid, lean.envelope, lean.raw) == (full.uid, full.envelope, full.raw), path.name
+        if full.test_name == "web_connectivity" or not (full.envelope.report_id or full.envelope.measurement_uid):
+            assert lean.test_keys == full.test_keys, path.name
+        else:
+            assert lean.test_keys is None, path.name
+            skipped += full.test_keys is not None
+        assert decode_test_keys(lean) == full.test_keys, path.name
+        checked += 1
+    assert checked >= 90 and skipped >= 5
+
+
+def test_uid_from_content_still_decodes_test_keys_when_asked_for_none() -> None:
+    raw = orjson.dumps({"test_name": "ndt", "measurement_start_time": "2020-09-27 14:00:00",
+                        "test_keys": {"download": 1}})
+    m = decode_measurement(raw, test_keys_for=())
+    assert m.test_keys == {"download": 1}
+    assert m.uid == decode_measurement(raw).uid

@@ -331,3 +331,44 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
         holder.stdin.close()
         holder.wait(timeout=30)
     open_store(path).close()  # the lock goes with the process
+
+
+def _table_rows(store: Store, table: str) -> list[tuple]:
+    spec = TABLES[table]
+    cols = [c for c in spec.column_names if c not in ("imported_at", "import_run_id")]
+    return store._con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {', '.join(spec.sort_key)}").fetchall()
+
+
+@pytest.mark.parametrize("known_first", [False, True])
+def test_prepared_batches_store_the_same_rows(tmp_path: Path, netem_qa: list[Measurement], known_first: bool) -> None:
+    """``prepare`` (done on another thread by the importer) changes nothing that is stored,
+    also when the lookups prove it wrong (stored, repeated or stray rows) and ``add`` stages anew."""
+    head, tail = netem_qa[:8], netem_qa[8:20]
+    stray = netem_qa[25]
+    batches = [batch_of(tail[:6]), batch_of(tail[6:] + tail[:2])]
+    batches[1].observations += observations_for(stray)
+    results = []
+    for name, prepare in (("plain", False), ("prepared", True)):
+        with open_store(tmp_path / f"{name}.duckdb") as store:
+            if known_first:
+                store.write_batch(batch_of(head))
+                batches.append(batch_of(head[:3] + tail[:1]))
+            writer = store.bulk_writer()
+            for b in batches:
+                b = StoreBatch(b.measurements, b.observations, b.verdicts, b.import_run_id)
+                writer.add(writer.prepare(b) if prepare else b)
+            totals = writer.close()
+            results.append((totals, {t: _table_rows(store, t) for t in TABLES}))
+            if known_first:
+                batches.pop()
+    assert results[0] == results[1]
+    assert results[0][0].new == len(tail)
+
+
+def test_bulk_writer_runs_duckdb_single_threaded_and_restores_it(store: Store, netem_qa: list[Measurement]) -> None:
+    threads = store._con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    writer = store.bulk_writer()
+    assert store._con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 1
+    writer.add(writer.prepare(batch_of(netem_qa[:3])))
+    assert writer.close().new == 3
+    assert store._con.execute("SELECT current_setting('threads')").fetchall()[0][0] == threads

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from netvigil.analysis.fingerprints import EMPTY, FingerprintDB
-from netvigil.analysis.registry import JUDGES, OBSERVERS
+from netvigil.analysis.registry import ANALYSED_TESTS, JUDGES, OBSERVERS
 from netvigil.analysis.rules import RULES, RULES_VERSION, rule
 from netvigil.analysis.verdicts.common import make_verdict
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Outcome, Verdict
 
-__all__ = ["make_observations", "make_verdicts", "analyze", "RULES", "RULES_VERSION", "FingerprintDB"]
+__all__ = ["make_observations", "make_verdicts", "analyze", "ANALYSED_TESTS", "RULES", "RULES_VERSION", "FingerprintDB"]
 
 R_UNANALYSED = rule("generic.unanalysed", Outcome.INCONCLUSIVE, None, 0.0, "weak",
                     "netvigil has no analysis for this test yet; the measurement is kept as recorded.")

@@ -1,9 +1,9 @@
 """Blockpage fingerprints (ooni/blocking-fingerprints schema) and fast matching.
 
 Body patterns are matched in one pass with an Aho-Corasick automaton
-(ahocorasick-rs) holding the ``contains`` patterns and a required literal of
-each ``regexp`` (the regex runs only when its literal is present); ``prefix``
-and ``full`` patterns are dictionary lookups. Matching 1,700 fingerprints costs
+(ahocorasick-rs) holding the ``contains`` and ``prefix`` patterns and a
+required literal of each ``regexp`` (the regex runs only when its literal is
+present); ``full`` patterns are a dictionary lookup. Matching 1,700 fingerprints costs
 about as much as scanning the body once.
 Loading the CSV files is I/O and lives in ``netvigil.tasks.fingerprints``.
 """
@@ -97,23 +97,33 @@ def _required_literal(pattern: str) -> str | None:
 
 
 class _PatternSet:
-    """All patterns for one location (body, or one header), matched together."""
+    """All patterns for one location (body, or one header), matched together.
 
-    __slots__ = ("_automaton", "_targets", "_prefix", "_full", "_ungated")
+    One Aho-Corasick pass finds every ``contains`` literal, every regexp's
+    required literal, and every ``prefix`` pattern (a prefix matches where the
+    automaton finds it at offset 0), so a Location header with dozens of
+    prefix lengths costs one scan, not a slice and a lookup per length.
+    Matches are reported in a fixed order: literal and regexp hits, then
+    prefixes (in the order their lengths were first declared), then ``full``
+    patterns, then regexps without a usable literal.
+    """
+
+    __slots__ = ("_automaton", "_targets", "_prefixes", "_full", "_ungated")
 
     def __init__(self, fingerprints: list[Fingerprint]) -> None:
-        # prefix patterns bucketed by length: one slice + dict lookup per length
-        self._prefix: dict[int, dict[str, list[Fingerprint]]] = {}
         self._full: dict[str, list[Fingerprint]] = {}
         self._ungated: list[tuple[re.Pattern[str], Fingerprint]] = []
         literals: dict[str, list[Fingerprint | tuple[re.Pattern[str], Fingerprint]]] = {}
+        prefixes: dict[str, list[Fingerprint]] = {}
+        length_rank: dict[int, int] = {}
         for fp in fingerprints:
             if not fp.pattern:
                 continue
             if fp.pattern_type == "contains":
                 literals.setdefault(fp.pattern, []).append(fp)
             elif fp.pattern_type == "prefix":
-                self._prefix.setdefault(len(fp.pattern), {}).setdefault(fp.pattern, []).append(fp)
+                prefixes.setdefault(fp.pattern, []).append(fp)
+                length_rank.setdefault(len(fp.pattern), len(length_rank))
             elif fp.pattern_type == "full":
                 self._full.setdefault(fp.pattern, []).append(fp)
             elif fp.pattern_type == "regexp":
@@ -126,25 +136,37 @@ class _PatternSet:
                     self._ungated.append((rx, fp))
                 else:
                     literals.setdefault(literal, []).append((rx, fp))
+        # Automaton indexes below len(_targets) are literals; prefix patterns share
+        # a literal's index when the text is the same, else come after them.
         self._targets = list(literals.values())
-        self._automaton = ahocorasick_rs.AhoCorasick(list(literals)) if literals else None
+        patterns = list(literals)
+        index_of = {p: i for i, p in enumerate(patterns)}
+        self._prefixes: dict[int, tuple[int, list[Fingerprint]]] = {}
+        for pattern, fps in prefixes.items():
+            index = index_of.get(pattern)
+            if index is None:
+                index = len(patterns)
+                patterns.append(pattern)
+            self._prefixes[index] = (length_rank[len(pattern)], fps)
+        self._automaton = ahocorasick_rs.AhoCorasick(patterns) if patterns else None
 
     def match(self, text: str) -> list[Fingerprint]:
         found: list[Fingerprint] = []
         if self._automaton is not None:
-            hits = {index for index, _start, _end in self._automaton.find_matches_as_indexes(text, overlapping=True)}
+            matches = self._automaton.find_matches_as_indexes(text, overlapping=True)
+            literal_count = len(self._targets)
+            hits = {index for index, _start, _end in matches if index < literal_count}
             for index in hits:
                 for target in self._targets[index]:
                     if isinstance(target, Fingerprint):
                         found.append(target)
                     elif target[0].search(text):
                         found.append(target[1])
-        size = len(text)
-        for length, patterns in self._prefix.items():
-            if length <= size:
-                hit = patterns.get(text[:length])
-                if hit is not None:
-                    found.extend(hit)
+            if self._prefixes:
+                at_start = [self._prefixes[index] for index, start, _end in matches
+                            if start == 0 and index in self._prefixes]
+                for _rank, fps in sorted(at_start, key=lambda ranked: ranked[0]):
+                    found.extend(fps)
         found.extend(self._full.get(text, ()))
         for rx, fp in self._ungated:
             if rx.search(text):

@@ -31,7 +31,7 @@ from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Verdict
 
-__all__ = ["OBSERVERS", "JUDGES", "Observer", "Judge"]
+__all__ = ["OBSERVERS", "JUDGES", "ANALYSED_TESTS", "Observer", "Judge"]
 
 Observer = Callable[[Measurement], list[Observation]]
 Judge = Callable[[Measurement, list[Observation], FingerprintDB], list[Verdict]]
@@ -66,3 +66,6 @@ JUDGES: dict[str, Judge] = {
     "tor": _no_fingerprints(tor_v.make_verdicts),
     **{name: _no_fingerprints(circumvention_v.make_verdicts) for name in circumvention_obs.TESTS},
 }
+
+# Tests whose test keys analysis reads; any other gets the generic verdict from its envelope alone.
+ANALYSED_TESTS: frozenset[str] = frozenset(OBSERVERS) | frozenset(JUDGES)

@@ -26,7 +26,15 @@ class Origin(StrEnum):
     CONTROL = "control"
 
 
-class Observation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
+class Observation(msgspec.Struct, gc=False, omit_defaults=True):
+    """One network operation. Field order is part of the record's contract.
+
+    Analysis builds these rows positionally (``analysis/observations/common.py``):
+    for a 39-field struct that is several times cheaper than keywords, and an
+    import builds millions of rows. Add new fields at the end; moving one breaks
+    that module's import-time check, on purpose. Keywords work as usual.
+    """
+
     observation_id: str
     measurement_uid: str
     origin: str

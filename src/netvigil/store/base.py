@@ -74,6 +74,9 @@ class StoreBatch:
     observations: list[Observation] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     import_run_id: str | None = None
+    # Set by ``BulkWriter.prepare`` (backend-specific, e.g. compressed and encoded
+    # rows) and used by the same writer's ``add``; nothing else reads it.
+    prepared: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,16 @@ class BulkWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.totals = WriteResult(new=0, skipped=0, observations=0, verdicts=0)
+
+    def prepare(self, batch: StoreBatch) -> StoreBatch:
+        """Do ahead of ``add`` the part of writing that needs neither the database nor order.
+
+        Importers call it on another thread than ``add`` so that this work
+        (compression, encoding) overlaps with the database writing the batch
+        before. One batch at a time; ``add`` works with or without it. The
+        default prepares nothing.
+        """
+        return batch
 
     def add(self, batch: StoreBatch) -> None:
         self._count(self._store.write_batch(batch))

@@ -20,6 +20,7 @@ import tempfile
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class DuckDBStore(Store):
         # thread while write_batch commits on another (DuckDB cursors are separate
         # connections to the same database; each is used by one thread only).
         self._lookup = self._con.cursor()
+        self._zstd_level = zstd_level
         self._compressor = zstandard.ZstdCompressor(level=zstd_level)
         self._decompressor = zstandard.ZstdDecompressor()
         # Rows are staged as NDJSON (msgspec encodes the structs in C) and parsed
@@ -124,7 +126,7 @@ class DuckDBStore(Store):
 
     def bulk_writer(self) -> "DuckDBBulkWriter":
         self._check_writable()
-        return DuckDBBulkWriter(self)
+        return DuckDBBulkWriter(self, single_threaded=True)
 
     # -- reading -----------------------------------------------------------
 
@@ -367,6 +369,15 @@ def _export_predicates(
     return where, params
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A batch's NDJSON staging lines, made by ``DuckDBBulkWriter.prepare``."""
+
+    observations: bytes
+    verdicts: bytes
+    measurements: bytes
+
+
 class DuckDBBulkWriter(BulkWriter):
     """Groups many batches into one transaction.
 
@@ -378,9 +389,17 @@ class DuckDBBulkWriter(BulkWriter):
     per commit is paid once per group, not once per batch.
     """
 
-    def __init__(self, store: DuckDBStore, flush_every: int = 1000, flush_bytes: int = 16 << 20) -> None:
+    def __init__(self, store: DuckDBStore, flush_every: int = 1000, flush_bytes: int = 16 << 20,
+                 *, single_threaded: bool = False) -> None:
         super().__init__(store)
         self._db = store
+        # A long import already keeps one core busy judging: DuckDB's own worker
+        # threads would only compete with it for the other one, and its inserts of
+        # a few thousand rows cost more CPU on two threads than on one.
+        self._restore_threads: Any = None
+        if single_threaded:
+            self._restore_threads = store._con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+            store._con.execute("SET threads = 1")
         self._flush_every = flush_every
         # Also flush by staged size: a group of large measurements must not outgrow DuckDB's memory limit.
         self._flush_bytes = flush_bytes
@@ -393,6 +412,26 @@ class DuckDBBulkWriter(BulkWriter):
         self._files = {spec.name: staging / f"{spec.name}-{tag}.ndjson" for spec in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
         self._handles = {name: path.open("wb") for name, path in self._files.items()}
         self._run_id: str | None = None
+        # prepare() may run on another thread than add(): it has its own compressor and encoder.
+        self._prep_compressor = zstandard.ZstdCompressor(level=store._zstd_level)
+        self._prep_json = msgspec.json.Encoder()
+
+    def prepare(self, batch: StoreBatch) -> StoreBatch:
+        """Compress and encode the whole batch, as if every measurement in it were new.
+
+        That is the usual case; ``add`` uses the result only when the lookups
+        prove it (no measurement stored or repeated, no row of another
+        measurement) and stages the rows itself otherwise. Runs on its own
+        compressor and encoder, so it may overlap with ``add`` of the batch before.
+        """
+        if batch.measurements and batch.prepared is None:
+            raws = compress_raw(batch.measurements, self._prep_compressor)
+            encode = self._prep_json.encode_lines
+            batch.prepared = _Staged(
+                encode(batch.observations), encode(batch.verdicts),
+                encode(stage_measurements(batch.measurements, raws)),
+            )
+        return batch
 
     def add(self, batch: StoreBatch) -> None:
         db = self._db
@@ -409,9 +448,15 @@ class DuckDBBulkWriter(BulkWriter):
         repeated = len({m.uid for m in batch.measurements}) < len(batch.measurements)
         observations = _rows_of(batch.observations, new_uids, "observation_id", dedupe=repeated)
         verdicts = _rows_of(batch.verdicts, new_uids, "verdict_id", dedupe=repeated)
-        encode = db._json.encode_lines
-        raws = compress_raw(fresh, db._compressor)
-        staged = [encode(observations), encode(verdicts), encode(stage_measurements(fresh, raws))]
+        prepared = batch.prepared
+        if (isinstance(prepared, _Staged) and len(fresh) == len(batch.measurements)
+                and len(observations) == len(batch.observations) and len(verdicts) == len(batch.verdicts)):
+            staged = [prepared.observations, prepared.verdicts, prepared.measurements]
+        else:
+            encode = db._json.encode_lines
+            raws = compress_raw(fresh, db._compressor)
+            staged = [encode(observations), encode(verdicts), encode(stage_measurements(fresh, raws))]
+        batch.prepared = None
         for spec, lines in zip((OBSERVATIONS, VERDICTS, MEASUREMENTS), staged):
             self._handles[spec.name].write(lines)
             self._staged_bytes += len(lines)
@@ -467,3 +512,6 @@ class DuckDBBulkWriter(BulkWriter):
             for name, handle in self._handles.items():
                 handle.close()
                 self._files[name].unlink(missing_ok=True)
+            if self._restore_threads is not None and not self._db._closed:
+                self._db._con.execute(f"SET threads = {int(self._restore_threads)}")
+                self._restore_threads = None

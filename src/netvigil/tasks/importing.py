@@ -5,11 +5,17 @@ measurement is written, whole, to the run's quarantine file with its reason and
 the batch goes on. A measurement already in the store is recognised by its uid
 before analysis, so re-importing costs a decode and a lookup, nothing more.
 
-Writing overlaps with judging: a writer thread hands batch N to the store's
-bulk writer (which stages it compactly and commits groups of batches; zstd,
-DuckDB's JSON reader and the commit run without the GIL) while this thread
-decodes and judges batch N+1. The queue between them holds one batch, so
-memory stays bounded at about two batches of decoded measurements.
+One thread judges; everything else runs beside it, because judging holds the
+GIL and is what limits an import. Records are read and their envelopes decoded
+a batch at a time (enough for the uids); the uid lookup for batch N+1 runs on a
+lookup thread while batch N is judged, so the judging thread never waits on
+the database. Each measurement's test keys are decoded right before it is
+judged and dropped right after, so they never pile up for a whole batch, and
+are not decoded at all for tests analysis does not read. Judged batches go to
+two store threads: one prepares batch N+1 (zstd compression and NDJSON
+encoding) while the other has the store write batch N (DuckDB's JSON reader,
+insert and commit run without the GIL). Each queue holds one batch, so memory
+stays bounded at a few batches of raw records and envelopes.
 """
 
 from __future__ import annotations
@@ -17,19 +23,21 @@ from __future__ import annotations
 import base64
 import gc
 import queue
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Container, Iterable, Iterator
 
 import orjson
 
-from netvigil.analysis import FingerprintDB, analyze
-from netvigil.codec import BadRecord, BadRecordReason, decode_measurement
+from netvigil.analysis import ANALYSED_TESTS, FingerprintDB, analyze
+from netvigil.codec import BadRecord, BadRecordReason, decode_measurement, decode_test_keys
 from netvigil.model.measurement import Measurement, SourceRef
 from netvigil.store import Store, StoreBatch, WriteResult
 from netvigil.tasks.reader import RawRecord, iter_input_files, iter_records
@@ -115,8 +123,14 @@ def iter_decoded(
     paths: Iterable[Path],
     on_bad: Callable[[RawRecord, str, str], None],
     on_file: Callable[[Path], None] | None = None,
+    *,
+    test_keys_for: Container[str] | None = None,
 ) -> Iterator[tuple[RawRecord, Measurement]]:
-    """Decoded measurements from the inputs; bad records go to ``on_bad`` with a reason."""
+    """Decoded measurements from the inputs; bad records go to ``on_bad`` with a reason.
+
+    ``test_keys_for`` is passed to ``decode_measurement``: callers that only
+    analyse need not decode the test keys of tests analysis does not read.
+    """
     for path in iter_input_files(paths):
         if on_file is not None:
             on_file(path)
@@ -126,7 +140,7 @@ def iter_decoded(
                 on_bad(record, reason.value, record.error)
                 continue
             try:
-                m = decode_measurement(record.data, SourceRef(record.path, record.line))
+                m = decode_measurement(record.data, SourceRef(record.path, record.line), test_keys_for=test_keys_for)
             except BadRecord as exc:
                 on_bad(record, exc.reason.value, exc.detail)
                 continue
@@ -134,22 +148,44 @@ def iter_decoded(
 
 
 class _BatchWriter:
-    """One thread that hands batches, in order, to the store's bulk writer.
+    """Two threads that hand batches, in order, to the store's bulk writer.
 
-    A failure is kept and re-raised in the importing thread at its next call.
+    The first runs ``prepare`` (compression and encoding, mostly without the
+    GIL) on batch N+1 while the second runs ``add`` (the database) on batch N:
+    one thread doing both made the analysis thread wait for it. Each queue
+    holds one batch. A failure is kept and re-raised in the importing thread at
+    its next call.
     """
 
     def __init__(self, store: Store) -> None:
         self._bulk = store.bulk_writer()
-        self._queue: queue.Queue[StoreBatch | None] = queue.Queue(maxsize=1)
+        self._to_prepare: queue.Queue[StoreBatch | None] = queue.Queue(maxsize=1)
+        self._to_add: queue.Queue[StoreBatch | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self.totals: WriteResult | None = None
-        self._thread = threading.Thread(target=self._run, name="netvigil-import-writer", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._prepare, name="netvigil-import-prepare", daemon=True),
+            threading.Thread(target=self._add, name="netvigil-import-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _prepare(self) -> None:
         while True:
-            batch = self._queue.get()
+            batch = self._to_prepare.get()
+            if batch is None:
+                break
+            if self._error is not None:
+                continue  # drain: nothing more is written after a failure
+            try:
+                self._to_add.put(self._bulk.prepare(batch))
+            except BaseException as exc:  # re-raised in the importing thread
+                self._error = exc
+        self._to_add.put(None)
+
+    def _add(self) -> None:
+        while True:
+            batch = self._to_add.get()
             if batch is None:
                 break
             if self._error is not None:
@@ -166,12 +202,13 @@ class _BatchWriter:
 
     def put(self, batch: StoreBatch) -> None:
         self._raise_if_failed()
-        self._queue.put(batch)
+        self._to_prepare.put(batch)
 
     def close(self) -> WriteResult:
         """Wait until everything queued is written and committed; re-raise a writer failure."""
-        self._queue.put(None)
-        self._thread.join()
+        self._to_prepare.put(None)
+        for thread in self._threads:
+            thread.join()
         self._raise_if_failed()
         assert self.totals is not None
         return self.totals
@@ -181,24 +218,55 @@ class _BatchWriter:
             raise self._error
 
 
-@contextmanager
-def _relaxed_gc() -> Iterator[None]:
-    """Collect cyclic garbage less often while importing.
+class _UidLookups:
+    """Asks the store which uids it holds, on a thread of its own.
 
-    An import allocates millions of short-lived lists and dicts and holds two
-    batches alive; CPython's default thresholds then spend ~15 % of the run
-    rescanning live batches that contain no cycles. Restored afterwards.
+    The query runs without the GIL but can wait behind the writer's commit;
+    started when a batch is decoded and collected after the previous batch is
+    judged, it no longer stalls the analysis thread. One worker: the store's
+    lookup cursor serves one thread at a time.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netvigil-import-lookup")
+
+    def submit(self, batch: list[Measurement]) -> Future[set[str]]:
+        return self._pool.submit(self._store.known_uids, [m.uid for m in batch])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# How long the analysis thread may hold the GIL while another thread waits for
+# it. CPython's 5 ms default made the writer thread queue that long for the GIL
+# after each of its dozen or so native calls per batch (zstd, DuckDB, file
+# writes), so it fell behind the analysis thread it is meant to keep up with.
+_SWITCH_INTERVAL = 0.0005
+
+
+@contextmanager
+def _import_tuning() -> Iterator[None]:
+    """Interpreter settings for a long import, restored afterwards.
+
+    Cyclic garbage is collected less often: an import allocates millions of
+    short-lived lists and dicts and holds batches alive, and CPython's default
+    thresholds spend ~15 % of the run rescanning live batches that contain no
+    cycles. The GIL is handed over sooner (see ``_SWITCH_INTERVAL``).
     """
     old = gc.get_threshold()
+    old_switch = sys.getswitchinterval()
     gc.set_threshold(max(old[0], 50_000), max(old[1], 20), max(old[2], 100))
+    sys.setswitchinterval(min(old_switch, _SWITCH_INTERVAL))
     try:
         yield
     finally:
         gc.set_threshold(*old)
+        sys.setswitchinterval(old_switch)
 
 
 def make_import(params: MakeImportParams) -> ImportSummary:
-    with _relaxed_gc():
+    with _import_tuning():
         return _make_import(params)
 
 
@@ -219,25 +287,42 @@ def _make_import(params: MakeImportParams) -> ImportSummary:
         summary.files += 1
 
     writer = _BatchWriter(params.store)
+    lookups = _UidLookups(params.store)
+    # The decoded batch whose uid lookup is under way; judged once the next batch is decoded.
+    waiting: tuple[list[Measurement], Future[set[str]]] | None = None
+
+    def decoded(batch: list[Measurement]) -> None:
+        nonlocal waiting
+        ahead = (batch, lookups.submit(batch))
+        if waiting is not None:
+            writer.put(_judge(params, waiting[0], waiting[1].result(), summary, run_id))
+        waiting = ahead
+
     batch: list[Measurement] = []
     batch_bytes = 0
     try:
         try:
-            for record, m in iter_decoded(params.paths, on_bad, on_file):
+            # Envelopes only: test keys are decoded one measurement at a time in _judge.
+            for record, m in iter_decoded(params.paths, on_bad, on_file, test_keys_for=()):
                 summary.records += 1
                 summary.bytes_read += len(record.data)
                 batch.append(m)
                 batch_bytes += len(record.data)
                 if len(batch) >= params.batch_size or batch_bytes >= params.batch_bytes:
-                    writer.put(_judge(params, batch, summary, run_id))
+                    decoded(batch)
                     batch, batch_bytes = [], 0
             if batch:
-                writer.put(_judge(params, batch, summary, run_id))
+                decoded(batch)
+            if waiting is not None:
+                writer.put(_judge(params, waiting[0], waiting[1].result(), summary, run_id))
+                waiting = None
         except BaseException:
             # Keep what was already judged (imports are idempotent), report the first error.
             with suppress(Exception):
                 writer.close()
             raise
+        finally:
+            lookups.close()
         totals = writer.close()
     finally:
         quarantine.close()
@@ -251,9 +336,9 @@ def _make_import(params: MakeImportParams) -> ImportSummary:
     return summary
 
 
-def _judge(params: MakeImportParams, batch: list[Measurement], summary: ImportSummary, run_id: str) -> StoreBatch:
-    """Analyse the measurements of a batch the store does not hold yet."""
-    known = params.store.known_uids([m.uid for m in batch])
+def _judge(params: MakeImportParams, batch: list[Measurement], known: set[str], summary: ImportSummary,
+           run_id: str) -> StoreBatch:
+    """Analyse the measurements of a batch the store does not hold yet (``known`` it does)."""
     fresh: dict[str, Measurement] = {}
     for m in batch:
         if m.uid in known or m.uid in fresh:
@@ -262,7 +347,13 @@ def _judge(params: MakeImportParams, batch: list[Measurement], summary: ImportSu
             fresh[m.uid] = m
     out = StoreBatch(import_run_id=run_id)
     for m in fresh.values():
+        # Test keys live only while their measurement is judged: decoded here, dropped
+        # right after (the store keeps the raw bytes and the envelope). Memory freed
+        # this way is reused, still in cache, for the next measurement.
+        if m.test_keys is None and m.test_name in ANALYSED_TESTS:
+            m.test_keys = decode_test_keys(m)
         observations, verdicts = analyze(m, params.fingerprints)
+        m.test_keys = None
         out.measurements.append(m)
         out.observations.extend(observations)
         out.verdicts.extend(verdicts)

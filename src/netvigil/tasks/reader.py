@@ -85,7 +85,7 @@ def _iter_lines(path: Path, spath: str, *, gz: bool) -> Iterator[RawRecord]:
                 if len(line) > MAX_RECORD_BYTES:
                     yield RawRecord(spath, line_no, line[:4096], error="too_large")
                     continue
-                if line.strip():
+                if not line.isspace():  # (not line.strip(): that copies every line)
                     yield RawRecord(spath, line_no, line)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         yield RawRecord(spath, line_no + 1, b"", error=f"unreadable: {exc}")

@@ -35,6 +35,7 @@ __all__ = [
     "header_value",
     "headers_as_pairs",
     "is_bogon",
+    "leaf_sha256",
     "split_endpoint",
     "title_of",
     "read_stats",
@@ -69,6 +70,12 @@ def split_endpoint(endpoint: str | None) -> tuple[str | None, int | None]:
     """'1.2.3.4:443' / '[::1]:443' -> (ip, port)."""
     if not endpoint:
         return None, None
+    return _split_endpoint(endpoint)
+
+
+@lru_cache(maxsize=16384)
+def _split_endpoint(endpoint: str) -> tuple[str | None, int | None]:
+    """Cached: a measurement names each endpoint several times, and popular ones recur across measurements."""
     host, sep, port = endpoint.rpartition(":")
     if not sep:
         return endpoint, None
@@ -169,11 +176,28 @@ def read_stats(events: list[ArchivalNetworkEvent | None] | None) -> dict[int | N
     return {k: (int(v[0]), max(0.0, v[2] - v[1])) for k, v in stats.items()}
 
 
+# Observation's fields in order, as the row builders below pass them positionally
+# (keywords cost several times more for a struct this wide; see model/observation.py).
+_ROW_FIELDS = (
+    "observation_id", "measurement_uid", "origin", "kind", "target", "hostname", "ip", "port", "ip_asn",
+    "transaction_id", "t0", "t", "failure", "tags",
+    "dns_engine", "dns_resolver", "dns_query_type", "dns_answers", "dns_answer_ips", "dns_answer_asns", "dns_bogon",
+    "tls_server_name", "tls_version", "tls_cipher_suite", "tls_cert_count", "tls_leaf_sha256", "tls_no_verify",
+    "http_url", "http_method", "http_status", "http_body_length", "http_body_truncated", "http_title",
+    "http_header_names", "http_location", "http_server", "http_redirect_depth", "http_bytes_read",
+    "http_read_seconds",
+)
+if Observation.__struct_fields__[: len(_ROW_FIELDS)] != _ROW_FIELDS:
+    raise ImportError("Observation's field order changed: update the positional row builders in "
+                      "netvigil.analysis.observations.common")
+
+
 class ObservationBuilder:
     """Accumulates rows for one measurement, numbering them stably.
 
-    Rows are constructed directly (no keyword dicts in between): this is the
-    hottest loop of an import.
+    This is the hottest loop of an import, so rows are built positionally in
+    the order of ``_ROW_FIELDS`` (each call is laid out one layer per line);
+    ``add`` takes keywords for rows made off the hot path.
     """
 
     __slots__ = ("uid", "rows", "_prefix")
@@ -211,14 +235,14 @@ class ObservationBuilder:
             tags = q.tags
             failure = q.failure
             rows.append(Observation(
-                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
-                origin=origin, kind="dns", target=target, hostname=q.hostname,
-                transaction_id=q.transaction_id, t0=q.t0, t=q.t,
-                failure=canonical_failure(failure) if failure else None,
-                tags=",".join(tags) if tags else None,
-                dns_engine=q.engine, dns_resolver=q.resolver_address or q.resolver_hostname or None,
-                dns_query_type=q.query_type, dns_answers=answers or None, dns_answer_ips=ips or None,
-                dns_answer_asns=asns or None, dns_bogon=any(map(is_bogon, ips)) if ips else None,
+                self._prefix + str(len(rows)), self.uid, origin, "dns",
+                target, q.hostname, None, None, None,                    # target, hostname, ip, port, ip_asn
+                q.transaction_id, q.t0, q.t,
+                canonical_failure(failure) if failure else None,
+                ",".join(tags) if tags else None,
+                q.engine, q.resolver_address or q.resolver_hostname or None, q.query_type,
+                answers or None, ips or None, asns or None,             # dns_answers, dns_answer_ips, dns_answer_asns
+                any(map(is_bogon, ips)) if ips else None,               # dns_bogon
             ))
 
     def tcp(self, connects: list[ArchivalTCPConnect | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
@@ -232,10 +256,10 @@ class ObservationBuilder:
                 failure = "unknown_failure"
             tags = c.tags
             rows.append(Observation(
-                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
-                origin=origin, kind="tcp", target=target, ip=c.ip, port=c.port,
-                transaction_id=c.transaction_id, t0=c.t0, t=c.t, failure=failure,
-                tags=",".join(tags) if tags else None,
+                self._prefix + str(len(rows)), self.uid, origin, "tcp",
+                target, None, c.ip, c.port, None,                       # target, hostname, ip, port, ip_asn
+                c.transaction_id, c.t0, c.t, failure,
+                ",".join(tags) if tags else None,
             ))
 
     def tls(self, handshakes: list[ArchivalTLSHandshake | None] | None, *, origin: str = "probe", target: str | None = None) -> None:
@@ -245,18 +269,17 @@ class ObservationBuilder:
                 continue
             ip, port = split_endpoint(h.address)
             certs = h.peer_certificates or ()
-            leaf = binary_bytes(certs[0]) if certs else None
             tags = h.tags
             rows.append(Observation(
-                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
-                origin=origin, kind="tls", target=target, hostname=h.server_name, ip=ip, port=port,
-                transaction_id=h.transaction_id, t0=h.t0, t=h.t,
-                failure=canonical_failure(h.failure) if h.failure else None,
-                tags=",".join(tags) if tags else None,
-                tls_server_name=h.server_name, tls_version=h.tls_version or None,
-                tls_cipher_suite=h.cipher_suite or None, tls_cert_count=len(certs),
-                tls_leaf_sha256=hashlib.sha256(leaf).hexdigest() if leaf else None,
-                tls_no_verify=h.no_tls_verify,
+                self._prefix + str(len(rows)), self.uid, origin, "tls",
+                target, h.server_name, ip, port, None,                  # target, hostname, ip, port, ip_asn
+                h.transaction_id, h.t0, h.t,
+                canonical_failure(h.failure) if h.failure else None,
+                ",".join(tags) if tags else None,
+                None, None, None, None, None, None, None,               # dns_*
+                h.server_name, h.tls_version or None, h.cipher_suite or None,
+                len(certs), leaf_sha256(certs[0]) if certs else None,   # tls_cert_count, tls_leaf_sha256
+                h.no_tls_verify,
             ))
 
     def http(
@@ -281,35 +304,77 @@ class ObservationBuilder:
             req = tx.request
             resp = tx.response
             url = req.url if req else None
+            names: list[str] | None = None
+            location = server = None
             if resp is not None:
-                body = body_text(resp.body)
+                raw_body = resp.body
+                if isinstance(raw_body, ArchivalBinaryData):
+                    raw_bytes = binary_bytes(raw_body) or b""
+                    body: str | None = raw_bytes.decode("utf-8", "replace")
+                    length: int | None = len(raw_bytes)
+                else:
+                    body = raw_body
+                    length = body_length(body)
                 pairs = headers_as_pairs(resp.headers, resp.headers_list)
+                if pairs:
+                    names, location, server = _header_summary(pairs)
                 code = resp.code or None
                 truncated = resp.body_is_truncated
-                length = len(binary_bytes(resp.body) or b"") if isinstance(resp.body, ArchivalBinaryData) else body_length(body)
             else:
                 body, pairs, code, truncated, length = None, [], None, None, None
             ip, port = split_endpoint(tx.address) if tx.address else (None, None)
             stats = reads.get(tx.transaction_id) if reads and tx.transaction_id is not None else None
             tags = tx.tags
             row = Observation(
-                observation_id=self._prefix + str(len(rows)), measurement_uid=self.uid,
-                origin=origin, kind="http", target=target, ip=ip, port=port,
-                hostname=_host_of(url), transaction_id=tx.transaction_id, t0=tx.t0, t=tx.t,
-                failure=canonical_failure(tx.failure) if tx.failure else None,
-                tags=",".join(tags) if tags else None,
-                http_url=url, http_method=req.method if req else None, http_status=code,
-                http_body_length=length, http_body_truncated=truncated,
-                http_title=title_of(body), http_header_names=[k for k, _ in pairs] or None,
-                http_location=header_value(pairs, "location") if pairs else None,
-                http_server=header_value(pairs, "server") if pairs else None,
-                http_redirect_depth=depth,
-                http_bytes_read=stats[0] if stats else None,
-                http_read_seconds=stats[1] if stats else None,
+                self._prefix + str(len(rows)), self.uid, origin, "http",
+                target, _host_of(url), ip, port, None,                  # target, hostname, ip, port, ip_asn
+                tx.transaction_id, tx.t0, tx.t,
+                canonical_failure(tx.failure) if tx.failure else None,
+                ",".join(tags) if tags else None,
+                None, None, None, None, None, None, None,               # dns_*
+                None, None, None, None, None, None,                     # tls_*
+                url, req.method if req else None, code,                 # http_url, http_method, http_status
+                length, truncated, title_of(body),                      # http_body_length, _truncated, http_title
+                names, location, server,                                # http_header_names, http_location, http_server
+                depth,                                                  # http_redirect_depth
+                stats[0] if stats else None, stats[1] if stats else None,  # http_bytes_read, http_read_seconds
             )
             rows.append(row)
             made.append((row, body, pairs))
         return made
+
+
+def _header_summary(pairs: list[tuple[str, str]]) -> tuple[list[str], str | None, str | None]:
+    """Header names in order, and the first Location and Server values, in one pass."""
+    names = []
+    location = server = None
+    for key, value in pairs:
+        names.append(key)
+        lkey = key.lower()
+        if lkey == "location":
+            if location is None:
+                location = value
+        elif lkey == "server" and server is None:
+            server = value
+    return names, location, server
+
+
+@lru_cache(maxsize=1024)
+def _leaf_sha256_of_text(data: str) -> str | None:
+    raw = binary_bytes(ArchivalBinaryData(data=data))
+    return hashlib.sha256(raw).hexdigest() if raw else None
+
+
+def leaf_sha256(cert: str | ArchivalBinaryData | None) -> str | None:
+    """SHA-256 of a certificate's bytes (hex), or None when it is empty.
+
+    The same certificates come back in measurement after measurement (one per
+    site), so base64 certificates are hashed once per distinct value.
+    """
+    if isinstance(cert, ArchivalBinaryData):
+        return _leaf_sha256_of_text(cert.data)
+    raw = binary_bytes(cert)
+    return hashlib.sha256(raw).hexdigest() if raw else None
 
 
 _HOST = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?(\[[^\]]*\]|[^:/?#]*)")
@@ -318,6 +383,12 @@ _HOST = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?(\[[^\]]*\]|[^:/?#]*
 def _host_of(url: str | None) -> str | None:
     if not url:
         return None
+    return _url_host(url)
+
+
+@lru_cache(maxsize=16384)
+def _url_host(url: str) -> str | None:
+    """Lower-case host of a URL; cached, as the same URLs come back run after run (test lists)."""
     match = _HOST.match(url)
     if not match:
         return None

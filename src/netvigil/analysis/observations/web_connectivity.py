@@ -22,56 +22,78 @@ def make_observations(m: Measurement) -> list[Observation]:
     if not isinstance(tk, WebConnectivityTestKeys):
         return b.rows
     b.dns(tk.queries)
+    dns_rows = len(b.rows)
     b.tcp(tk.tcp_connect)
     b.tls(tk.tls_handshakes)
     b.http(tk.requests, events=tk.network_events)
     if tk.control is not None:
         control_observations(b, tk.control, domain_of(m.input))
-    _fill_asns(b.rows, tk.control)
+    _fill_asns(b.rows, b.rows[:dns_rows], tk.control)
     return b.rows
 
 
 def control_observations(b: ObservationBuilder, control: WebConnectivityControl, hostname: str | None) -> None:
-    """The helper's view, as rows with origin='control'."""
+    """The helper's view, as rows with origin='control' (built positionally, like the probe's)."""
+    rows, uid, prefix = b.rows, b.uid, b.uid + "/"
     if control.dns is not None:
         addrs = [a for a in control.dns.addrs or () if a]
-        b.add(
-            origin="control", kind="dns", hostname=hostname, failure=canonical_failure(control.dns.failure),
-            dns_engine="control", dns_answers=[f"A {a}" for a in addrs] or None,
-            dns_answer_ips=addrs or None, dns_bogon=any(is_bogon(a) for a in addrs) if addrs else None,
-        )
+        rows.append(Observation(
+            prefix + str(len(rows)), uid, "control", "dns",
+            None, hostname, None, None, None,                           # target, hostname, ip, port, ip_asn
+            None, None, None, canonical_failure(control.dns.failure), None,  # transaction_id, t0, t, failure, tags
+            "control", None, None,                                      # dns_engine, dns_resolver, dns_query_type
+            [f"A {a}" for a in addrs] or None, addrs or None, None,     # dns_answers, dns_answer_ips, dns_answer_asns
+            any(map(is_bogon, addrs)) if addrs else None,               # dns_bogon
+        ))
     for endpoint, res in (control.tcp_connect or {}).items():
         ip, port = split_endpoint(endpoint)
         failure = canonical_failure(res.failure)
         if failure is None and res.status is False:
             failure = "unknown_failure"
-        b.add(origin="control", kind="tcp", hostname=hostname, ip=ip, port=port, failure=failure)
+        rows.append(Observation(
+            prefix + str(len(rows)), uid, "control", "tcp",
+            None, hostname, ip, port, None,                             # target, hostname, ip, port, ip_asn
+            None, None, None, failure,                                  # transaction_id, t0, t, failure
+        ))
     for endpoint, res in (control.tls_handshake or {}).items():
         ip, port = split_endpoint(endpoint)
         failure = canonical_failure(res.failure)
         if failure is None and res.status is False:
             failure = "unknown_failure"
-        b.add(
-            origin="control", kind="tls", hostname=res.server_name or hostname, ip=ip, port=port,
-            failure=failure, tls_server_name=res.server_name,
-        )
+        rows.append(Observation(
+            prefix + str(len(rows)), uid, "control", "tls",
+            None, res.server_name or hostname, ip, port, None,          # target, hostname, ip, port, ip_asn
+            None, None, None, failure, None,                            # transaction_id, t0, t, failure, tags
+            None, None, None, None, None, None, None,                   # dns_*
+            res.server_name,                                            # tls_server_name
+        ))
     http = control.http_request
     if http is not None and (http.status_code is not None or http.failure is not None):
         status = http.status_code if http.status_code and http.status_code > 0 else None
         headers = http.headers or {}
-        server = next((str(v) for k, v in headers.items() if k.lower() == "server"), None)
-        b.add(
-            origin="control", kind="http", hostname=hostname, failure=canonical_failure(http.failure),
-            http_status=status,
-            http_body_length=http.body_length if http.body_length is not None and http.body_length >= 0 else None,
-            http_title=http.title or None, http_header_names=list(headers) or None, http_server=server,
-        )
+        server = None
+        for name, value in headers.items():
+            if name.lower() == "server":
+                server = str(value)
+                break
+        rows.append(Observation(
+            prefix + str(len(rows)), uid, "control", "http",
+            None, hostname, None, None, None,                           # target, hostname, ip, port, ip_asn
+            None, None, None, canonical_failure(http.failure), None,    # transaction_id, t0, t, failure, tags
+            None, None, None, None, None, None, None,                   # dns_*
+            None, None, None, None, None, None,                         # tls_*
+            None, None, status,                                         # http_url, http_method, http_status
+            http.body_length if http.body_length is not None and http.body_length >= 0 else None,
+            None, http.title or None,                                   # http_body_truncated, http_title
+            list(headers) or None, None, server,                        # http_header_names, http_location, http_server
+        ))
 
 
-def _fill_asns(rows: list[Observation], control: WebConnectivityControl | None) -> None:
+def _fill_asns(rows: list[Observation], probe_dns: list[Observation], control: WebConnectivityControl | None) -> None:
+    """``ip_asn`` from the probe's DNS answers (the only rows with ASNs), else from the helper's ``ip_info``."""
     asn_of: dict[str, int] = {}
-    for row in rows:
-        if row.kind == "dns" and row.dns_answer_ips and row.dns_answer_asns and len(row.dns_answer_ips) == len(row.dns_answer_asns):
+    for row in probe_dns:
+        if row.dns_answer_ips and row.dns_answer_asns and len(row.dns_answer_ips) == len(row.dns_answer_asns):
             asn_of.update(zip(row.dns_answer_ips, row.dns_answer_asns))
     if control is not None and control.ip_info:
         for ip, info in control.ip_info.items():

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from netvigil.analysis.rules import Rule, rule
-from netvigil.model.failure import FailureClass, failure_class
+from netvigil.analysis.verdicts.common import failure_class
+from netvigil.model.failure import FailureClass
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Method, Outcome
 

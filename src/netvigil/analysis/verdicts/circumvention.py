@@ -17,8 +17,8 @@ from typing import Any
 from netvigil.analysis.observations.circumvention import target_for_test
 from netvigil.analysis.rules import rule
 from netvigil.analysis.verdicts._messaging import NETWORK_CLASSES, by_target, describe, ids, ooni_status, reach
-from netvigil.analysis.verdicts.common import make_verdict
-from netvigil.model.failure import FailureClass, failure_class
+from netvigil.analysis.verdicts.common import failure_class, make_verdict
+from netvigil.model.failure import FailureClass
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Method, Outcome, Verdict

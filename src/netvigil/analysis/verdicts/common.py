@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from netvigil.analysis.observations.common import domain_of
 from netvigil.analysis.rules import RULES_VERSION, Rule
+from netvigil.model.failure import FailureClass, failure_class as _failure_class
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
 
-__all__ = ["make_verdict"]
+__all__ = ["make_verdict", "failure_class"]
+
+
+@lru_cache(maxsize=1024)
+def failure_class(failure: str | None) -> FailureClass | None:
+    """``netvigil.model.failure.failure_class``, memoised for the judges.
+
+    Judges ask it for the same few failure strings over and over, and each
+    answer costs an enum lookup that raises for strings outside the vocabulary.
+    """
+    return _failure_class(failure)
 
 
 def make_verdict(

@@ -29,8 +29,8 @@ from netvigil.analysis.verdicts._messaging import (
     reach,
     version_tuple,
 )
-from netvigil.analysis.verdicts.common import make_verdict
-from netvigil.model.failure import FailureClass, failure_class
+from netvigil.analysis.verdicts.common import failure_class, make_verdict
+from netvigil.model.failure import FailureClass
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Method, Outcome, Verdict

@@ -28,9 +28,9 @@ from urllib.parse import urljoin
 from netvigil.analysis.fingerprints import Fingerprint, FingerprintDB
 from netvigil.analysis.observations.common import body_text, domain_of, headers_as_pairs, is_bogon
 from netvigil.analysis.rules import Rule, rule
-from netvigil.analysis.verdicts.common import make_verdict
+from netvigil.analysis.verdicts.common import failure_class, make_verdict
 from netvigil.model.archival import WebConnectivityTestKeys
-from netvigil.model.failure import FailureClass, failure_class
+from netvigil.model.failure import FailureClass
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Method, Outcome, Verdict
@@ -260,14 +260,6 @@ def _judge_dns_host(ctx: _Context, host: str, rows: list[Observation]) -> _Judge
     # The control helper resolves only the URL's own name; DoH covers redirect hops.
     control_resolved = bool(trusted) if not is_initial else bool(
         control_dns and control_dns.failure is None and control_dns.dns_answer_ips) or bool(trusted)
-    control_nxdomain = is_initial and control_dns is not None and (
-        failure_class(control_dns.failure) is FailureClass.DNS_NAME
-        or (control_dns.failure is None and not control_dns.dns_answer_ips)
-    )
-    doh_nxdomain = any(
-        r.dns_engine == "doh" and r.hostname == host and failure_class(r.failure) is FailureClass.DNS_NAME
-        for r in ctx.probe["dns"]
-    ) and not trusted
 
     if ips:
         if trusted & set(ips):
@@ -287,7 +279,7 @@ def _judge_dns_host(ctx: _Context, host: str, rows: list[Observation]) -> _Judge
         if bogons and not (set(bogons) <= trusted):
             ctx.fired.append(R_DNS_BOGON.rule_id)
             return _Judgement(R_DNS_BOGON, ids, f"{host} resolved to bogon {', '.join(bogons)}")
-        if control_nxdomain or (not is_initial and doh_nxdomain):
+        if _control_nxdomain(control_dns, is_initial) or (not is_initial and _doh_nxdomain(ctx, host, trusted)):
             ctx.fired.append(R_DNS_GHOST.rule_id)
             return _Judgement(R_DNS_GHOST, ids, f"{host} does not exist for the control, yet resolved to {', '.join(ips)}")
         if trusted and not _page_matches_from(ctx, set(ips)):
@@ -311,6 +303,22 @@ def _judge_dns_host(ctx: _Context, host: str, rows: list[Observation]) -> _Judge
         return _Judgement(R_DNS_BOTH_FAIL, ids + [control_dns.observation_id],
                           f"{host}: {failure} for probe; control: {control_dns.failure or 'no addresses'}")
     return None
+
+
+def _control_nxdomain(control_dns: Observation | None, is_initial: bool) -> bool:
+    """The control says the URL's own name does not exist (or has no addresses)."""
+    return is_initial and control_dns is not None and (
+        failure_class(control_dns.failure) is FailureClass.DNS_NAME
+        or (control_dns.failure is None and not control_dns.dns_answer_ips)
+    )
+
+
+def _doh_nxdomain(ctx: _Context, host: str, trusted: set[str]) -> bool:
+    """DoH says ``host`` does not exist (and no trusted source resolved it)."""
+    return any(
+        r.dns_engine == "doh" and r.hostname == host and failure_class(r.failure) is FailureClass.DNS_NAME
+        for r in ctx.probe["dns"]
+    ) and not trusted
 
 
 def _page_matches_from(ctx: _Context, ips: set[str]) -> bool:
