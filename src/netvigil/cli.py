@@ -21,8 +21,10 @@ from netvigil import __version__
 from netvigil.analysis import FingerprintDB
 from netvigil.cli_lab import app as lab_app
 from netvigil.cli_probe import app as probe_app
+from netvigil.cli_store import app as store_app
+from netvigil.collector.cli import app as collector_app
 from netvigil.control.cli import app as control_app
-from netvigil.config import data_dir, default_fingerprints_dir, default_store_path
+from netvigil.config import data_dir, default_fingerprints_dir, default_store_url
 from netvigil.console import err, out, print_json, print_rows, print_table
 
 app = typer.Typer(
@@ -37,14 +39,17 @@ app.add_typer(data_app, name="data")
 app.add_typer(lab_app, name="lab")
 app.add_typer(probe_app, name="probe")
 app.add_typer(control_app, name="control")
+app.add_typer(collector_app, name="collector")
+app.add_typer(store_app, name="store")
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
 EXIT_STORE = 5
 EXIT_DOWNLOAD = 6
 
-StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or path (duckdb:///path, a .duckdb file). "
-                                                 "Default: $NETVIGIL_STORE or the data directory.")]
+StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or path (a .duckdb file, duckdb:///path, "
+                                                 "clickhouse://user:pass@host:8123/db, chdb:///dir). Default: "
+                                                 "$NETVIGIL_STORE or the data directory.")]
 FingerprintsOpt = Annotated[Optional[Path], typer.Option("--fingerprints", help="Directory with OONI fingerprint "
                                                          "CSVs. Default: $NETVIGIL_FINGERPRINTS or the data directory.")]
 
@@ -94,7 +99,7 @@ def _open_store(url: str | None):
     from netvigil.store import StoreError, open_store
 
     try:
-        return open_store(url or default_store_path())
+        return open_store(url or default_store_url())
     except StoreError as exc:
         raise _fail(str(exc), EXIT_STORE) from None
 
@@ -168,7 +173,7 @@ def _quarantine_dir(store: str | None) -> Path:
     """Quarantine files live next to the store file (in the data directory for an in-memory store)."""
     from netvigil.store import store_file
 
-    path = store_file(store or default_store_path())
+    path = store_file(store or default_store_url())
     return (path.parent if path is not None else data_dir()) / "quarantine"
 
 

@@ -100,7 +100,7 @@ def run(
 ) -> None:
     """Measure URLs with Web Connectivity; spool, judge and store every measurement."""
     from netvigil.cli import _fingerprints
-    from netvigil.config import default_store_path
+    from netvigil.config import default_store_url
     from netvigil.probe.geo import GeoError, local_address, locate, system_resolver
     from netvigil.probe.inputs import InputError, default_lists_dir, load_targets
     from netvigil.probe.nettests.web_connectivity import WebConnectivityOptions
@@ -140,7 +140,7 @@ def run(
     options = WebConnectivityOptions(control_url=control, control_tls=tls, tls=tls,
                                      udp_resolver=udp_resolver or None, doh_url=doh, budget=budget)
     spool_dir = spool or default_spool_dir()
-    store_url = None if no_store else (store or str(default_store_path()))
+    store_url = None if no_store else (store or default_store_url())
     params = MakeProbeRunParams(targets=inputs.targets, options=options, location=location,
                                 spool=Spool(spool_dir), fingerprints=_fingerprints(fingerprints),
                                 store_url=store_url, concurrency=concurrency, client_resolver=resolver)

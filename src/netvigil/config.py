@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "default_store_path", "default_fingerprints_dir", "default_spool_dir"]
+__all__ = ["data_dir", "default_store_path", "default_store_url", "default_fingerprints_dir", "default_spool_dir"]
 
 
 def data_dir() -> Path:
@@ -20,6 +20,12 @@ def default_store_path() -> Path:
     if env := os.environ.get("NETVIGIL_STORE"):
         return Path(env).expanduser()
     return data_dir() / "netvigil.duckdb"
+
+
+def default_store_url() -> str:
+    """``$NETVIGIL_STORE`` as given (a path or a URL such as ``chdb:///var/lib/netvigil/ch``), else the DuckDB
+    file in the data directory. A URL must not pass through pathlib, which would fold its slashes."""
+    return os.environ.get("NETVIGIL_STORE") or str(data_dir() / "netvigil.duckdb")
 
 
 def default_fingerprints_dir() -> Path:

@@ -294,9 +294,9 @@ def test_duckdb_url(tmp_path: Path) -> None:
     assert (tmp_path / "u.duckdb").exists()
 
 
-@pytest.mark.parametrize("url", ["clickhouse://localhost:9000/netvigil", "postgres://x/y"])
+@pytest.mark.parametrize("url", ["postgres://x/y", "sqlite:///tmp/x.db"])
 def test_unknown_scheme(url: str) -> None:
-    with pytest.raises(StoreError, match="not built yet|unknown store scheme"):
+    with pytest.raises(StoreError, match="unknown store scheme"):
         open_store(url)
 
 

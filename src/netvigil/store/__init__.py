@@ -1,12 +1,15 @@
 """Where measurements, observations and verdicts are kept.
 
 The only package that imports a database driver. Callers open a store with
-:func:`open_store` and use the :class:`Store` interface; the backend (DuckDB
-embedded today, ClickHouse later) is chosen by the URL.
+:func:`open_store` and use the :class:`Store` interface; the backend is chosen
+by the URL: a DuckDB file (embedded, one writer), or ClickHouse on a server
+(``clickhouse://``, ``clickhouses://``) or in this process (``chdb://``).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from netvigil.config import default_store_path
@@ -35,7 +38,9 @@ __all__ = [
     "store_file",
 ]
 
-_PLANNED_BACKENDS = ("clickhouse", "chdb")
+_CLICKHOUSE_SCHEMES = ("clickhouse", "clickhouses", "chdb")
+# A URL passed through pathlib loses a slash ("chdb:///x" -> "chdb:/x"): refuse it instead of making a file.
+_MANGLED_URL = re.compile(r"^(duckdb|clickhouse|clickhouses|chdb):/?(?!/)", re.IGNORECASE)
 
 
 def open_store(
@@ -48,10 +53,18 @@ def open_store(
     """Open (creating on first use) the store at a URL or path.
 
     Accepts ``duckdb:///abs/path.duckdb``, ``duckdb://rel/path.duckdb``, a bare
-    path, ``":memory:"``, or None for :func:`default_store_path` (which may
-    itself be a URL). Other schemes raise :class:`StoreError`.
+    path, ``":memory:"``, ``clickhouse[s]://user:pass@host:port/db``,
+    ``chdb:///abs/dir``, ``chdb://`` (in memory), or None for
+    ``$NETVIGIL_STORE`` / :func:`default_store_path`. Other schemes raise
+    :class:`StoreError`. ``memory_limit`` and ``threads`` apply to DuckDB.
     """
-    path = store_file(url_or_path)
+    target = _target(url_or_path)
+    if _scheme(target) in _CLICKHOUSE_SCHEMES:
+        # Imported here: clickhouse-connect (and chdb) load only for ClickHouse stores.
+        from netvigil.store.clickhouse import ClickHouseStore
+
+        return ClickHouseStore(target, read_only=read_only)
+    path = store_file(target)
     # Imported here so `from netvigil.store import StoreBatch` does not load a driver.
     from netvigil.store.duckdb import DuckDBStore
 
@@ -63,16 +76,38 @@ def open_store(
 
 
 def store_file(url_or_path: str | Path | None = None) -> Path | None:
-    """The file a store URL or path names (None for ``":memory:"``); raises StoreError for other backends."""
-    target = str(url_or_path) if url_or_path is not None else str(default_store_path())
-    scheme, sep, rest = target.partition("://")
-    if sep:
-        scheme = scheme.lower()
+    """The DuckDB file a store URL or path names.
+
+    None for ``":memory:"`` and for ClickHouse stores (``clickhouse://``,
+    ``chdb://``), which are no single file; callers that keep files "next to
+    the store" fall back to the data directory. Raises StoreError for unknown schemes.
+    """
+    target = _target(url_or_path)
+    scheme = _scheme(target)
+    if scheme in _CLICKHOUSE_SCHEMES:
+        return None
+    if scheme is not None:
         if scheme != "duckdb":
-            if scheme in _PLANNED_BACKENDS:
-                raise StoreError(f"the {scheme} store backend is not built yet; use duckdb:// or a file path")
-            raise StoreError(f"unknown store scheme {scheme!r} in {target!r}; use duckdb:// or a file path")
-        target = rest
+            raise StoreError(f"unknown store scheme {scheme!r} in {target!r}; use duckdb://, clickhouse://, "
+                             "clickhouses://, chdb:// or a file path")
+        target = target.partition("://")[2]
     if not target:
         raise StoreError("empty store path")
     return None if target == ":memory:" else Path(target).expanduser()
+
+
+def _target(url_or_path: str | Path | None) -> str:
+    if url_or_path is None:
+        # Read the variable itself: a URL in it must not go through pathlib (default_store_path returns a Path).
+        env = os.environ.get("NETVIGIL_STORE")
+        return env if env and "://" in env else str(default_store_path())
+    target = str(url_or_path)
+    if "://" not in target and _MANGLED_URL.match(target):
+        raise StoreError(f"store {target!r} looks like a URL that went through a file path "
+                         "(a '/' was lost); pass the URL as a string")
+    return target
+
+
+def _scheme(target: str) -> str | None:
+    scheme, sep, _ = target.partition("://")
+    return scheme.lower() if sep else None

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,11 @@ import duckdb
 import msgspec
 import zstandard
 
-from netvigil.model.measurement import Measurement
+from netvigil.store._shared import RAW_COLUMNS as _RAW_COLUMNS
+from netvigil.store._shared import TIME_COLUMN as _TIME_COLUMN
+from netvigil.store._shared import export_predicates, predicates
+from netvigil.store._shared import first_unknown as _first_unknown
+from netvigil.store._shared import rows_of as _rows_of
 from netvigil.store._staging import STAGED_MEASUREMENT_COLUMNS, compress_raw, stage_measurements
 from netvigil.store.base import (
     BulkWriter,
@@ -42,7 +46,6 @@ from netvigil.store.base import (
     StoreError,
     VerdictQuery,
     WriteResult,
-    to_utc_naive,
 )
 from netvigil.store.migrations import DUCKDB_TYPES, apply_migrations, check_schema, current_version
 from netvigil.store.schema import MEASUREMENTS, OBSERVATIONS, RAW_CODEC, TABLES, VERDICTS, ColumnType, TableSpec
@@ -50,8 +53,6 @@ from netvigil.store.schema import MEASUREMENTS, OBSERVATIONS, RAW_CODEC, TABLES,
 __all__ = ["DuckDBStore"]
 
 _OONI_TIME = "%Y-%m-%d %H:%M:%S"
-_TIME_COLUMN = "measurement_start_time"
-_RAW_COLUMNS = ("raw", "raw_codec")
 
 
 class DuckDBStore(Store):
@@ -278,36 +279,14 @@ def _read_json_sql(spec: TableSpec, path: Path) -> str:
     return f"read_json('{quoted}', format='newline_delimited', columns={{{types}}})"
 
 
-def _first_unknown(ms: Sequence[Measurement], known: set[str]) -> list[Measurement]:
-    """Measurements not stored yet, each uid once (the first copy in the batch wins)."""
-    seen = set(known)
-    fresh = []
-    for m in ms:
-        if m.uid not in seen:
-            seen.add(m.uid)
-            fresh.append(m)
-    return fresh
+def _bind_into(params: list[Any]) -> Callable[[str, Any], str]:
+    """DuckDB binds positionally: each value is appended in the order its ``?`` appears."""
 
+    def bind(column: str, value: Any) -> str:
+        params.append(value)
+        return "?"
 
-def _rows_of(rows: Sequence[msgspec.Struct], uids: set[str], id_field: str, *, dedupe: bool) -> list[Any]:
-    """Rows belonging to new measurements; ``dedupe`` drops repeated ids (a uid repeated in the batch)."""
-    if not dedupe:
-        return [r for r in rows if r.measurement_uid in uids]  # type: ignore[attr-defined]
-    seen: set[str] = set()
-    out = []
-    for r in rows:
-        rid = getattr(r, id_field)
-        if r.measurement_uid in uids and rid not in seen:  # type: ignore[attr-defined]
-            seen.add(rid)
-            out.append(r)
-    return out
-
-
-def _normalize(column: str, value: Any) -> Any:
-    # ASNs are stored as OONI writes them ("AS123"); accept the bare number too.
-    if column.endswith("_asn") and isinstance(value, int) and not isinstance(value, bool):
-        return f"AS{value}"
-    return value
+    return bind
 
 
 def _predicates(
@@ -318,27 +297,9 @@ def _predicates(
     time_column: str | None,
     prefix: str = "",
 ) -> tuple[list[str], list[Any]]:
-    """WHERE terms and parameters; column names are validated by the callers."""
-    where: list[str] = []
+    """WHERE terms and parameters (the semantics are shared with every backend: ``_shared.predicates``)."""
     params: list[Any] = []
-    for column, value in filters.items():
-        col = prefix + column
-        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-        present = [_normalize(column, v) for v in values if v is not None]
-        terms = []
-        if present:
-            terms.append(f"{col} IN ({', '.join('?' * len(present))})")
-            params.extend(present)
-        if len(present) != len(values):
-            terms.append(f"{col} IS NULL")
-        where.append("(" + " OR ".join(terms) + ")" if terms else "FALSE")
-    if time_column is not None:
-        if since is not None:
-            where.append(f"{prefix}{time_column} >= ?")
-            params.append(to_utc_naive(since))
-        if until is not None:
-            where.append(f"{prefix}{time_column} < ?")
-            params.append(to_utc_naive(until))
+    where = predicates(filters, since, until, time_column=time_column, bind=_bind_into(params), prefix=prefix)
     return where, params
 
 
@@ -348,25 +309,8 @@ def _export_predicates(
     since: datetime | None,
     until: datetime | None,
 ) -> tuple[list[str], list[Any]]:
-    """Filter on the table's own columns; anything else goes through its measurement."""
-    own_cols = set(spec.column_names) - set(_RAW_COLUMNS)
-    meta_cols = set(MEASUREMENTS.column_names) - set(_RAW_COLUMNS)
-    unknown = [c for c in filters if c not in own_cols and c not in meta_cols]
-    if unknown:
-        raise ValueError(f"cannot filter {spec.name} on {unknown}")
-    own = {c: v for c, v in filters.items() if c in own_cols}
-    via = {c: v for c, v in filters.items() if c not in own_cols}
-    has_time = _TIME_COLUMN in own_cols
-    where, params = _predicates(own, since if has_time else None, until if has_time else None,
-                                time_column=_TIME_COLUMN if has_time else None)
-    if via or (not has_time and (since or until)):
-        sub_where, sub_params = _predicates(via, since, until, time_column=_TIME_COLUMN, prefix="m.")
-        sub = "SELECT m.uid FROM measurements m"
-        if sub_where:
-            sub += " WHERE " + " AND ".join(sub_where)
-        where.append(f"measurement_uid IN ({sub})")
-        params.extend(sub_params)
-    return where, params
+    params: list[Any] = []
+    return export_predicates(spec, filters, since, until, bind=_bind_into(params)), params
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,126 @@
+"""What every backend does the same way: filters -> WHERE terms, and which rows of a batch are new.
+
+Backends differ only in how a value is bound (DuckDB's ``?``, ClickHouse's
+typed ``{p0:String}``), so the filter semantics — a value, a list of values,
+``None`` for NULL, ASNs given as numbers, ``since`` inclusive and ``until``
+exclusive, export filters that go through the row's measurement — live here
+once and give the same answers on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from netvigil.model.measurement import Measurement
+from netvigil.store.base import FilterValue, to_utc_naive
+from netvigil.store.schema import MEASUREMENTS, TableSpec
+
+__all__ = [
+    "Bind",
+    "RAW_COLUMNS",
+    "TIME_COLUMN",
+    "export_predicates",
+    "first_unknown",
+    "normalize",
+    "predicates",
+    "rows_of",
+]
+
+TIME_COLUMN = "measurement_start_time"
+RAW_COLUMNS = ("raw", "raw_codec")
+
+# (column the value is compared with, value) -> the placeholder to put in the SQL.
+Bind = Callable[[str, Any], str]
+
+
+def first_unknown(ms: Sequence[Measurement], known: set[str]) -> list[Measurement]:
+    """Measurements not stored yet, each uid once (the first copy in the batch wins)."""
+    seen = set(known)
+    fresh = []
+    for m in ms:
+        if m.uid not in seen:
+            seen.add(m.uid)
+            fresh.append(m)
+    return fresh
+
+
+def rows_of(rows: Sequence[msgspec.Struct], uids: set[str], id_field: str, *, dedupe: bool) -> list[Any]:
+    """Rows belonging to new measurements; ``dedupe`` drops repeated ids (a uid repeated in the batch)."""
+    if not dedupe:
+        return [r for r in rows if r.measurement_uid in uids]  # type: ignore[attr-defined]
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        rid = getattr(r, id_field)
+        if r.measurement_uid in uids and rid not in seen:  # type: ignore[attr-defined]
+            seen.add(rid)
+            out.append(r)
+    return out
+
+
+def normalize(column: str, value: Any) -> Any:
+    # ASNs are stored as OONI writes them ("AS123"); accept the bare number too.
+    if column.endswith("_asn") and isinstance(value, int) and not isinstance(value, bool):
+        return f"AS{value}"
+    return value
+
+
+def predicates(
+    filters: Mapping[str, FilterValue],
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    time_column: str | None,
+    bind: Bind,
+    prefix: str = "",
+) -> list[str]:
+    """WHERE terms; column names are validated by the callers, values go through ``bind``."""
+    where: list[str] = []
+    for column, value in filters.items():
+        col = prefix + column
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        present = [normalize(column, v) for v in values if v is not None]
+        terms = []
+        if present:
+            terms.append(f"{col} IN ({', '.join(bind(column, v) for v in present)})")
+        if len(present) != len(values):
+            terms.append(f"{col} IS NULL")
+        where.append("(" + " OR ".join(terms) + ")" if terms else "FALSE")
+    if time_column is not None:
+        if since is not None:
+            where.append(f"{prefix}{time_column} >= {bind(time_column, to_utc_naive(since))}")
+        if until is not None:
+            where.append(f"{prefix}{time_column} < {bind(time_column, to_utc_naive(until))}")
+    return where
+
+
+def export_predicates(
+    spec: TableSpec,
+    filters: Mapping[str, FilterValue],
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    bind: Bind,
+) -> list[str]:
+    """Filter on the table's own columns; anything else goes through its measurement."""
+    own_cols = set(spec.column_names) - set(RAW_COLUMNS)
+    meta_cols = set(MEASUREMENTS.column_names) - set(RAW_COLUMNS)
+    unknown = [c for c in filters if c not in own_cols and c not in meta_cols]
+    if unknown:
+        raise ValueError(f"cannot filter {spec.name} on {unknown}")
+    own = {c: v for c, v in filters.items() if c in own_cols}
+    via = {c: v for c, v in filters.items() if c not in own_cols}
+    has_time = TIME_COLUMN in own_cols
+    where = predicates(own, since if has_time else None, until if has_time else None,
+                       time_column=TIME_COLUMN if has_time else None, bind=bind)
+    if via or (not has_time and (since or until)):
+        sub_where = predicates(via, since, until, time_column=TIME_COLUMN, bind=bind, prefix="m.")
+        sub = "SELECT m.uid FROM measurements m"
+        if sub_where:
+            sub += " WHERE " + " AND ".join(sub_where)
+        where.append(f"measurement_uid IN ({sub})")
+    return where
