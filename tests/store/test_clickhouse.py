@@ -472,3 +472,17 @@ def test_copy_keeps_runs_raw_bytes_and_nulls(tmp_path: Path, netem_qa: list[Meas
             assert row == [(None, None, None, "base64")]
             again = copy_store(src, dst, batch_size=7)
             assert (again.copied, again.skipped, again.observations) == (0, 21, 0)
+
+
+def test_delete_measurements_removes_rows_of_every_table(store: ClickHouseStore, netem_qa: list[Measurement]) -> None:
+    batch = batch_of(netem_qa[:3])
+    store.write_batch(batch)
+    gone = netem_qa[0].uid
+    assert store.delete_measurements([gone, "no-such-uid"]) == 1
+    assert store.get_raw(gone) is None and store.known_uids([m.uid for m in netem_qa[:3]]) == {
+        m.uid for m in netem_qa[1:3]}
+    for table in ("observations", "verdicts"):
+        left = store._client.query(f"SELECT count() FROM {table} WHERE measurement_uid = {{u:String}}",
+                                   parameters={"u": gone}).result_rows[0][0]
+        assert left == 0
+    assert store.delete_measurements([]) == 0

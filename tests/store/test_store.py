@@ -310,6 +310,21 @@ def test_read_only_store_refuses_writes(tmp_path: Path, netem_qa: list[Measureme
             s.write_batch(batch_of(netem_qa[2:3]))
 
 
+def test_delete_measurements_removes_rows_of_every_table(tmp_path: Path, netem_qa: list[Measurement]) -> None:
+    with open_store(tmp_path / "d.duckdb") as s:
+        batch = batch_of(netem_qa[:3])
+        s.write_batch(batch)
+        before = s.stats()["tables"]
+        gone = netem_qa[0].uid
+        assert s.delete_measurements([gone, "no-such-uid"]) == 1
+        assert s.get_raw(gone) is None
+        after = s.stats()["tables"]
+        assert after["measurements"] == before["measurements"] - 1
+        assert after["observations"] == before["observations"] - sum(
+            1 for o in batch.observations if o.measurement_uid == gone)
+        assert after["verdicts"] == before["verdicts"] - sum(1 for v in batch.verdicts if v.measurement_uid == gone)
+
+
 def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "locked.duckdb"
     holder = subprocess.Popen(

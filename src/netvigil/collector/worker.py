@@ -97,31 +97,8 @@ def _write_state(data_dir: Path, state: WorkerState) -> None:
 
 
 def delete_from_store(store: Store, uids: Sequence[str]) -> int:
-    """Remove measurements with their observations and verdicts; returns how many measurements went.
-
-    Uses ``Store.delete_measurements`` where the backend has it. The store interface does not have it
-    yet, so for the DuckDB backend this reaches its connection directly, in one transaction (the only
-    place outside ``netvigil.store`` that does; it goes once the interface grows the method).
-    """
-    method = getattr(store, "delete_measurements", None)
-    if method is not None:
-        return int(method(list(uids)))
-    con = getattr(store, "_con", None)
-    if con is None:
-        raise NotImplementedError(f"{type(store).__name__} cannot delete measurements")
-    wanted = list(uids)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        before = con.execute("SELECT count(*) FROM measurements WHERE uid IN (SELECT unnest($u::VARCHAR[]))",
-                             {"u": wanted}).fetchall()[0][0]
-        for table, column in (("verdicts", "measurement_uid"), ("observations", "measurement_uid"),
-                              ("measurements", "uid")):
-            con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest($u::VARCHAR[]))", {"u": wanted})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return int(before)
+    """Remove measurements with their observations and verdicts; returns how many measurements went."""
+    return store.delete_measurements(list(uids))
 
 
 class Worker:

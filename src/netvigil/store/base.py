@@ -183,6 +183,11 @@ class Store(ABC):
         """The measurement's original bytes, exactly as imported, or None if unknown."""
 
     @abstractmethod
+    def delete_measurements(self, uids: Sequence[str]) -> int:
+        """Remove measurements with their observations and verdicts (a collector honouring a deletion request);
+        returns how many measurements were there."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the database (and its lock). Safe to call twice."""
 

@@ -275,6 +275,20 @@ class ClickHouseStore(Store):
         self._check_writable()
         return ClickHouseBulkWriter(self)
 
+    def delete_measurements(self, uids: Sequence[str]) -> int:
+        """Lightweight DELETEs (rows vanish from reads at once, from disk at the next merge), verdicts and
+        observations before the measurement, so a failure half-way leaves nothing that points nowhere."""
+        self._check_writable()
+        wanted = list(uids)
+        gone = len(self.known_uids(wanted))
+        with _errors("delete failed"):
+            for chunk in _chunks(wanted):
+                for table, column in (("verdicts", "measurement_uid"), ("observations", "measurement_uid"),
+                                      ("measurements", "uid")):
+                    self._client.command(f"DELETE FROM {table} WHERE {column} IN {{uids:Array(String)}}",
+                                         parameters={"uids": chunk})
+        return gone
+
     def _insert(self, table: str, ndjson: bytes) -> None:
         if ndjson:
             self._client.raw_insert(table, None, ndjson, fmt="JSONEachRow", settings=self._insert_settings)

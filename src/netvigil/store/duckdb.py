@@ -214,6 +214,24 @@ class DuckDBStore(Store):
             return bytes(blob)
         raise StoreError(f"measurement {uid}: unknown raw codec {codec!r}")
 
+    def delete_measurements(self, uids: Sequence[str]) -> int:
+        wanted = list(uids)
+        if not wanted:
+            return 0
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            before = con.execute("SELECT count(*) FROM measurements WHERE uid IN (SELECT unnest($u::VARCHAR[]))",
+                                 {"u": wanted}).fetchall()[0][0]
+            for table, column in (("verdicts", "measurement_uid"), ("observations", "measurement_uid"),
+                                  ("measurements", "uid")):
+                con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest($u::VARCHAR[]))", {"u": wanted})
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(before)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
