@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import ssl
 import sys
 import threading
 from datetime import timedelta
@@ -22,10 +20,10 @@ import typer
 
 from netvigil.config import data_dir as default_data_dir
 from netvigil.config import default_fingerprints_dir, default_store_url
+from netvigil.serving import EXIT_BIND, bind_listener, load_server_tls
 
 __all__ = ["app"]
 
-EXIT_BIND = 1
 EXIT_USAGE = 2
 EXIT_STORE = 5
 _PROG = "netvigil collector"
@@ -78,7 +76,7 @@ def serve(
     directory = data_dir or default_data_dir() / "collector"
     try:
         _check_flags(port, tls_cert, tls_key, rate_per_client, rate_per_report, report_ttl_hours)
-        server_tls = _server_tls(tls_cert, tls_key)
+        server_tls = load_server_tls(tls_cert, tls_key)
         token = _token(token_file)
         secret = load_secret(secret_file or directory / "secret")
     except (ValueError, OSError) as exc:
@@ -86,7 +84,7 @@ def serve(
     if token is None:
         print(f"{_PROG}: warning: no token: the read and admin API is disabled", file=sys.stderr, flush=True)
     try:
-        sock = _bind(host, port)
+        sock = bind_listener(host, port, backlog=2048)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BIND)
     try:
@@ -216,31 +214,3 @@ def _check_flags(port: int, tls_cert: Path | None, tls_key: Path | None, per_cli
         raise ValueError("rates must be 0 (no limit) or positive")
     if not 2 <= ttl_hours <= 24 * 365:
         raise ValueError("--report-ttl-hours must be between 2 (bk-003's minimum) and 8760")
-
-
-def _server_tls(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
-    """Load the pair once here so a bad file is a one-line error, not a traceback from the server."""
-    if cert is None or key is None:
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(str(cert), str(key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load --tls-cert/--tls-key: {getattr(exc, 'strerror', None) or exc}") from None
-    return cert, key
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind ourselves so a failure is reported before anything starts (and READY means listening)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -10,19 +10,13 @@ worker finish its batch and commit, close the store. Exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-
-import uvicorn
 
 from netvigil.analysis import FingerprintDB
 from netvigil.collector.log import MeasurementLog
@@ -30,12 +24,11 @@ from netvigil.collector.metrics import Metrics
 from netvigil.collector.reportid import ReportIds
 from netvigil.collector.server import ApiContext, Intake, Limits, make_app
 from netvigil.collector.worker import Worker
+from netvigil.serving import serve_asgi
 from netvigil.store import Store
 
 __all__ = ["ServeConfig", "serve_socket"]
 
-EXIT_BIND = 1
-_START_TIMEOUT = 30.0
 _PROG = "netvigil collector"
 
 
@@ -82,18 +75,9 @@ async def _main(sock: socket.socket, log_: MeasurementLog, cfg: ServeConfig) -> 
     metrics.bind(queue_depth=ctx.queue_depth, log_bytes=lambda: log_.stats.bytes,
                  stored=lambda: ctx.worker_state().stored, quarantined=lambda: ctx.worker_state().quarantined)
     intake = Intake(log_, ReportIds(cfg.secret, cfg.report_ttl), metrics, cfg.limits)
-    config = uvicorn.Config(
-        make_app(intake, ctx),
-        http="h11", ws="none", lifespan="off", loop="asyncio",
-        log_level="warning", access_log=False,   # access logs would record client addresses
-        proxy_headers=False,                     # never take a client address from a header
-        server_header=False, timeout_graceful_shutdown=10,
-        ssl_certfile=str(cfg.server_tls[0]) if cfg.server_tls else None,
-        ssl_keyfile=str(cfg.server_tls[1]) if cfg.server_tls else None,
-    )
-    server = _Server(config)
     try:
-        code = await _run(server, sock)
+        code = await serve_asgi(make_app(intake, ctx), sock, prog=_PROG, server_tls=cfg.server_tls, graceful=10,
+                                ready=_ready_line(sock))
     finally:
         await log_.close()
         stop.set()
@@ -107,40 +91,7 @@ async def _main(sock: socket.socket, log_: MeasurementLog, cfg: ServeConfig) -> 
     return code
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM after shutting down (death by signal); we want a clean exit 0."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
-
-async def _run(server: _Server, sock: socket.socket) -> int:
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _START_TIMEOUT
-    while not server.started and not task.done() and loop.time() < deadline:
-        await asyncio.sleep(0.02)
-    if not server.started:
-        server.should_exit = True
-        try:
-            async with asyncio.timeout(5):
-                await task
-        except BaseException as exc:  # noqa: BLE001 - reported as one line below
-            print(f"{_PROG}: server did not start: {exc!r}", file=sys.stderr, flush=True)
-        else:
-            print(f"{_PROG}: server did not start", file=sys.stderr, flush=True)
-        return EXIT_BIND
+def _ready_line(sock: socket.socket) -> str:
+    """READY with the address, so a test can restart a collector on the same port."""
     host, port = sock.getsockname()[:2]
-    sys.stdout.write(f"READY {host}:{port}\n")
-    sys.stdout.flush()
-    await task
-    return 0
-
+    return f"READY {host}:{port}"

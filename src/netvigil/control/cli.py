@@ -6,7 +6,6 @@ Exit codes: 1 the socket cannot be bound; 2 bad flags or unusable certificate fi
 
 from __future__ import annotations
 
-import socket
 import ssl
 import sys
 from pathlib import Path
@@ -17,10 +16,10 @@ import typer
 from netvigil.control.asn import asn_lookup
 from netvigil.control.policy import Policy
 from netvigil.probe.netx import TLSConfig
+from netvigil.serving import EXIT_BIND, bind_listener, load_server_tls
 
 __all__ = ["app"]
 
-EXIT_BIND = 1
 EXIT_USAGE = 2
 _PROG = "netvigil control"
 
@@ -61,12 +60,12 @@ def serve(
         policy = Policy.from_cidrs(allow_net or [], rate_per_minute=rate, max_concurrency=max_concurrency,
                                    ports=frozenset({80, 443, *(allow_port or ())}))
         _check_flags(port, rate, max_concurrency, timeout, tls_cert, tls_key, ca_file)
-        server_tls = _server_tls(tls_cert, tls_key)
+        server_tls = load_server_tls(tls_cert, tls_key)
         asns = asn_lookup(mmdb=asn_db or [], lab_table=lab_ip_table)
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
-        sock = _bind(host, port)
+        sock = bind_listener(host, port)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BIND)
     from netvigil.control.service import serve_socket  # uvicorn and FastAPI load only for `serve`
@@ -101,31 +100,3 @@ def _check_flags(port: int, rate: float, max_concurrency: int, timeout: float, t
             ssl.create_default_context(cafile=str(ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"--ca-file {ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
-
-
-def _server_tls(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
-    """Load the pair once here so a bad file is a one-line error, not a traceback from the server."""
-    if cert is None or key is None:
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(str(cert), str(key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load --tls-cert/--tls-key: {getattr(exc, 'strerror', None) or exc}") from None
-    return cert, key
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind ourselves so a failure is reported before anything starts (and READY means listening)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
