@@ -8,7 +8,6 @@ because of the probe itself; 9 an upload left measurements in the spool.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -216,35 +215,6 @@ def analyze(
         raise typer.Exit(EXIT_QUARANTINED)
 
 
-def _parse_where(where: list[str]) -> dict[str, object]:
-    filters: dict[str, object] = {}
-    for item in where:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise _fail(f"--where expects column=value, got {item!r}", 2)
-        values: list[object] = [_typed(v) for v in value.split(",")]
-        filters[key.strip()] = values if len(values) > 1 else values[0]
-    return filters
-
-
-def _typed(value: str) -> object:
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "none"):
-        return None
-    return value
-
-
-def _parse_time(value: str | None, flag: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"{flag} expects an ISO date or time (2020-09-27 or 2020-09-27T14:00), got {value!r}", 2) from None
-
-
 @app.command()
 def query(
     by: Annotated[str, typer.Option("--by", help="Comma-separated columns: probe_cc, probe_asn, target, domain, "
@@ -257,16 +227,12 @@ def query(
     store: StoreOpt = None,
 ) -> None:
     """Count verdicts grouped by columns (and an hour/day bucket)."""
-    from netvigil.store import VerdictQuery
+    from netvigil.store import parse_verdict_query
 
-    group_by = tuple(c.strip() for c in by.split(",") if c.strip())
     try:
-        q = VerdictQuery(
-            group_by=group_by, bucket=bucket.value if bucket else None, filters=_parse_where(where),
-            since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
-        )
+        q = parse_verdict_query(by, bucket.value if bucket else None, where, since, until)
     except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(f"--{exc}", 2) from None
     with _open_store(store) as st:
         result = st.query_verdicts(q)
     print_rows(result.columns, result.rows, fmt.value)

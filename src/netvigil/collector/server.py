@@ -73,7 +73,7 @@ from netvigil.collector.validate import (
     utc_now,
 )
 from netvigil.collector.worker import Worker, WorkerState, read_state
-from netvigil.store import Store, StoreError, VerdictQuery, open_store
+from netvigil.store import Store, StoreError, open_store, parse_verdict_query
 
 __all__ = ["BACKEND_VERSION", "ApiContext", "Intake", "Limits", "make_app"]
 
@@ -439,13 +439,8 @@ def make_app(intake: Intake, ctx: ApiContext) -> SubmissionFront:
         authorize(request)
         params = request.query_params
         try:
-            q = VerdictQuery(
-                group_by=tuple(c.strip() for c in params.get("by", "outcome").split(",") if c.strip()),
-                bucket=params.get("bucket") or None,  # type: ignore[arg-type]
-                filters=_parse_where(params.getlist("where")),
-                since=_parse_time(params.get("since"), "since"),
-                until=_parse_time(params.get("until"), "until"),
-            )
+            q = parse_verdict_query(params.get("by", "outcome"), params.get("bucket") or None,
+                                    params.getlist("where"), params.get("since"), params.get("until"))
         except ValueError as exc:
             raise Rejected(400, "invalid_query", str(exc)) from None
         result = await ctx.with_store(lambda st: st.query_verdicts(q))
@@ -500,30 +495,3 @@ async def _applied(ctx: ApiContext, position: Position) -> bool:
     return False
 
 
-def _parse_where(items: list[str]) -> dict[str, object]:
-    filters: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"where expects column=value, got {item[:80]!r}")
-        values: list[object] = [_typed(v) for v in value.split(",")]
-        filters[key.strip()] = values if len(values) > 1 else values[0]
-    return filters
-
-
-def _typed(value: str) -> object:
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "none"):
-        return None
-    return value
-
-
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} expects an ISO date or time (2020-09-27 or 2020-09-27T14:00)") from None

@@ -21,6 +21,7 @@ from netvigil.store.base import (
     StoreBatch,
     StoreError,
     VerdictQuery,
+    parse_verdict_query,
     WriteResult,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "StoreBatch",
     "StoreError",
     "VerdictQuery",
+    "parse_verdict_query",
     "WriteResult",
     "default_store_path",
     "open_store",

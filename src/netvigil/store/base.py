@@ -35,6 +35,7 @@ __all__ = [
     "ExportFormat",
     "FilterValue",
     "to_utc_naive",
+    "parse_verdict_query",
 ]
 
 Bucket = Literal["hour", "day"]
@@ -239,3 +240,38 @@ class BulkWriter:
             new=t.new + r.new, skipped=t.skipped + r.skipped,
             observations=t.observations + r.observations, verdicts=t.verdicts + r.verdicts,
         )
+
+
+def parse_verdict_query(by: str = "outcome", bucket: str | None = None, where: Sequence[str] = (),
+                        since: str | None = None, until: str | None = None) -> VerdictQuery:
+    """A verdict query from its text form, as `netvigil query` and the collector's API take it: `by` is
+    comma-separated columns, each `where` is ``column=value`` (``value1,value2`` for several; true/false/null
+    typed), `since`/`until` ISO dates or times. Raises ValueError with a one-line reason."""
+    filters: dict[str, FilterValue] = {}
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"where expects column=value, got {item[:80]!r}")
+        values = [_typed(v) for v in value.split(",")]
+        filters[key.strip()] = values if len(values) > 1 else values[0]
+    return VerdictQuery(
+        group_by=tuple(c.strip() for c in by.split(",") if c.strip()), bucket=bucket,  # type: ignore[arg-type]
+        filters=filters, since=_iso_time(since, "since"), until=_iso_time(until, "until"),
+    )
+
+
+def _typed(value: str) -> str | bool | None:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return None if lowered in ("null", "none") else value
+
+
+def _iso_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} expects an ISO date or time (2020-09-27 or 2020-09-27T14:00), got {value[:40]!r}") \
+            from None
