@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import select
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,9 +22,8 @@ if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 # The lab-server tests' harness: how to run `python -m netvigil.lab.servers` on a private loopback /24.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab_servers"))
-from servers_harness import random_net, subprocess_env  # noqa: E402,F401 - re-exported for the control tests
+from servers_harness import random_net, subprocess_env, wait_ready  # noqa: E402,F401 - re-exported for the control tests
 
-READY_TIMEOUT = 30.0
 
 # lab host numbers (127.a.b.N) -> role
 NORMAL, WRONG_HOST, UNTRUSTED, REDIRECT_OUT, REDIRECT_OK = 10, 13, 14, 15, 16
@@ -49,26 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def wait_ready(proc: subprocess.Popen, what: str) -> str:
-    """Wait (bounded) for the READY line; return everything read from stdout so far."""
-    assert proc.stdout is not None and proc.stderr is not None
-    deadline = time.monotonic() + READY_TIMEOUT
-    out = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            data = os.read(proc.stdout.fileno(), 4096)
-            out += data
-            if b"READY\n" in out:
-                return out.decode()
-            if not data:
-                proc.wait(5)
-                raise AssertionError(f"{what} exited {proc.returncode}: {proc.stderr.read().decode()}")
-    proc.kill()
-    proc.wait(5)
-    raise AssertionError(f"{what} did not print READY within {READY_TIMEOUT} s")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:

@@ -49,6 +49,12 @@ def start_servers(spec: dict, tmp: Path) -> subprocess.Popen:
         [sys.executable, "-m", "netvigil.lab.servers", str(spec_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
     )
+    wait_ready(proc, "servers")
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen, what: str) -> str:
+    """Wait (bounded) for the READY line; return everything read from stdout so far."""
     assert proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + READY_TIMEOUT
     out = b""
@@ -58,12 +64,13 @@ def start_servers(spec: dict, tmp: Path) -> subprocess.Popen:
             data = os.read(proc.stdout.fileno(), 4096)
             out += data
             if b"READY\n" in out:
-                return proc
+                return out.decode()
             if not data:  # EOF: the process is exiting
                 proc.wait(5)
-                raise AssertionError(f"servers exited {proc.returncode}: {proc.stderr.read().decode()}")
+                raise AssertionError(f"{what} exited {proc.returncode}: {proc.stderr.read().decode()}")
     proc.kill()
-    raise AssertionError(f"servers did not print READY within {READY_TIMEOUT} s")
+    proc.wait(5)
+    raise AssertionError(f"{what} did not print READY within {READY_TIMEOUT} s")
 
 
 def stop_servers(proc: subprocess.Popen, timeout: float = 10.0) -> int:

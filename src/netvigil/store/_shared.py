@@ -16,13 +16,14 @@ from typing import Any
 import msgspec
 
 from netvigil.model.measurement import Measurement
-from netvigil.store.base import FilterValue, to_utc_naive
-from netvigil.store.schema import MEASUREMENTS, TableSpec
+from netvigil.store.base import EXPORT_TABLES, FilterValue, to_utc_naive
+from netvigil.store.schema import MEASUREMENTS, TABLES, TableSpec
 
 __all__ = [
     "Bind",
     "RAW_COLUMNS",
     "TIME_COLUMN",
+    "export_columns",
     "export_predicates",
     "first_unknown",
     "normalize",
@@ -35,6 +36,18 @@ RAW_COLUMNS = ("raw", "raw_codec")
 
 # (column the value is compared with, value) -> the placeholder to put in the SQL.
 Bind = Callable[[str, Any], str]
+
+
+def export_columns(table: str, fmt: str, include_raw: bool) -> tuple[TableSpec, list[str]]:
+    """Check an export request the same way on every backend; the table's spec and the columns to write."""
+    if table not in EXPORT_TABLES:
+        raise ValueError(f"cannot export {table!r}; tables are {list(EXPORT_TABLES)}")
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"export format must be 'parquet' or 'csv', not {fmt!r}")
+    if include_raw and fmt != "parquet":
+        raise ValueError("include_raw needs parquet: raw bytes do not fit in CSV")
+    spec = TABLES[table]
+    return spec, [c for c in spec.column_names if include_raw or c not in RAW_COLUMNS]
 
 
 def first_unknown(ms: Sequence[Measurement], known: set[str]) -> list[Measurement]:

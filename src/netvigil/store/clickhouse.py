@@ -50,10 +50,9 @@ import msgspec
 
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
-from netvigil.store._shared import RAW_COLUMNS, TIME_COLUMN, export_predicates, first_unknown, predicates, rows_of
+from netvigil.store._shared import TIME_COLUMN, export_columns, export_predicates, first_unknown, predicates, rows_of
 from netvigil.store._staging import stage_measurements
 from netvigil.store.base import (
-    EXPORT_TABLES,
     BulkWriter,
     ExportFormat,
     FilterValue,
@@ -337,14 +336,7 @@ class ClickHouseStore(Store):
         include_raw: bool = False,
     ) -> int:
         """Written by ClickHouse's own Parquet/CSV writers, streamed to ``path`` (a ``.part`` file until complete)."""
-        if table not in EXPORT_TABLES:
-            raise ValueError(f"cannot export {table!r}; tables are {list(EXPORT_TABLES)}")
-        if fmt not in ("parquet", "csv"):
-            raise ValueError(f"export format must be 'parquet' or 'csv', not {fmt!r}")
-        if include_raw and fmt != "parquet":
-            raise ValueError("include_raw needs parquet: raw bytes do not fit in CSV")
-        spec = TABLES[table]
-        columns = [c for c in spec.column_names if include_raw or c not in RAW_COLUMNS]
+        spec, columns = export_columns(table, fmt, include_raw)
         binder = _Binder()
         where = export_predicates(spec, filters or {}, since, until, bind=binder)
         source = f"FROM {table} FINAL" + (" WHERE " + " AND ".join(where) if where else "")

@@ -29,15 +29,13 @@ import duckdb
 import msgspec
 import zstandard
 
-from netvigil.store._shared import RAW_COLUMNS as _RAW_COLUMNS
 from netvigil.store._shared import TIME_COLUMN as _TIME_COLUMN
-from netvigil.store._shared import export_predicates, predicates
+from netvigil.store._shared import export_columns, export_predicates, predicates
 from netvigil.store._shared import first_unknown as _first_unknown
 from netvigil.store._shared import rows_of as _rows_of
 from netvigil.store._staging import STAGED_MEASUREMENT_COLUMNS, compress_raw, stage_measurements
 from netvigil.store.base import (
     BulkWriter,
-    EXPORT_TABLES,
     ExportFormat,
     FilterValue,
     QueryResult,
@@ -171,14 +169,7 @@ class DuckDBStore(Store):
         until: datetime | None = None,
         include_raw: bool = False,
     ) -> int:
-        if table not in EXPORT_TABLES:
-            raise ValueError(f"cannot export {table!r}; tables are {list(EXPORT_TABLES)}")
-        if fmt not in ("parquet", "csv"):
-            raise ValueError(f"export format must be 'parquet' or 'csv', not {fmt!r}")
-        if include_raw and fmt != "parquet":
-            raise ValueError("include_raw needs parquet: raw bytes do not fit in CSV")
-        spec = TABLES[table]
-        columns = [c for c in spec.column_names if include_raw or c not in _RAW_COLUMNS]
+        spec, columns = export_columns(table, fmt, include_raw)
         where, params = _export_predicates(spec, filters or {}, since, until)
         query = f"SELECT {', '.join(columns)} FROM {table}"
         if where:

@@ -15,7 +15,6 @@ from them: the analysis stage judges the recorded operations.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -25,6 +24,7 @@ from netvigil.model.archival import (
     WebConnectivityControl,
     WebConnectivityTestKeys,
 )
+from netvigil.analysis.observations.common import binary_bytes, headers_as_pairs, title_of
 from netvigil.control.client import ControlClient, query_control
 from netvigil.model.control import ControlRequest
 from netvigil.probe.netx import (
@@ -49,7 +49,6 @@ __all__ = ["TEST_NAME", "TEST_VERSION", "WebConnectivityOptions", "measure", "oo
 
 TEST_NAME = "web_connectivity"
 TEST_VERSION = "0.5.0"
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # Header names every server sends: a match on them says nothing about the page (ts-017 headers_match).
 _COMMON_HEADERS = frozenset({
     "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location", "expires", "x-powered-by",
@@ -297,8 +296,7 @@ def ooni_keys(url: str, tk: WebConnectivityTestKeys) -> dict[str, object]:
     c_http = control.http_request
     if final is not None and final.response is not None and c_http is not None and not c_http.failure:
         body = final.response.body
-        probe_len = len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else (
-            len(body.data) * 3 // 4 if body is not None else 0)
+        probe_len = len(binary_bytes(body) or b"")
         ctl_len = c_http.body_length or 0
         if probe_len > 0 and ctl_len > 0:
             prop = min(probe_len, ctl_len) / max(probe_len, ctl_len)
@@ -397,17 +395,12 @@ def _unexpected_page(keys: dict[str, object]) -> bool:
 def _headers_match(final: ArchivalHTTPTransaction, control_headers: dict) -> bool | None:
     if final.response is None:
         return None
-    probe = {str(k).lower() for k, _ in _pairs(final.response)} - _COMMON_HEADERS
+    pairs = headers_as_pairs(final.response.headers, final.response.headers_list)
+    probe = {k.lower() for k, _ in pairs} - _COMMON_HEADERS
     ctl = {str(k).lower() for k in control_headers} - _COMMON_HEADERS
     if not ctl:
         return None  # the control's page has no distinctive header: nothing to compare
     return bool(probe & ctl)
-
-
-def _pairs(resp) -> list[tuple[str, object]]:
-    if resp.headers_list:
-        return [(p[0], p[1]) for p in resp.headers_list if len(p) == 2]
-    return list((resp.headers or {}).items())
 
 
 def _title_match(final: ArchivalHTTPTransaction, control_title: str | None) -> bool | None:
@@ -415,8 +408,7 @@ def _title_match(final: ArchivalHTTPTransaction, control_title: str | None) -> b
     body = final.response.body if final.response is not None else None
     if not isinstance(body, str) or not control_title:
         return None
-    match = _TITLE.search(body.encode("utf-8", "surrogatepass"))
-    probe_title = match.group(1).decode("utf-8", "replace").strip() if match else ""
+    probe_title = title_of(body) or ""
     words = control_title.split()
     if not words or len(words[0]) < 5:
         return None
