@@ -29,6 +29,7 @@ from test_store import (  # noqa: F401
     batch_of,
     test_export_filters_through_the_measurement,
     test_get_raw_returns_the_exact_bytes,
+    test_iter_verdicts_streams_by_network_then_time,
     test_partly_known_batch_and_repeats_within_batch,
     test_query_filters,
     test_query_groups_and_buckets,

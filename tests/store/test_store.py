@@ -387,3 +387,21 @@ def test_bulk_writer_runs_duckdb_single_threaded_and_restores_it(store: Store, n
     writer.add(writer.prepare(batch_of(netem_qa[:3])))
     assert writer.close().new == 3
     assert store._con.execute("SELECT current_setting('threads')").fetchall()[0][0] == threads
+
+
+def test_iter_verdicts_streams_by_network_then_time(store: Store, netem_qa: list[Measurement]) -> None:
+    """The incident stage's read: every verdict once, ordered (country, ASN, time, id), filters as in queries."""
+    query_store(store, netem_qa)
+    with store.iter_verdicts() as rows:
+        streamed = list(rows)
+    assert len(streamed) == store.query_verdicts(VerdictQuery()).rows[0][0] == 12
+    keys = [(v.probe_cc or "", v.probe_asn or "", v.measurement_start_time or "", v.verdict_id) for v in streamed]
+    assert keys == sorted(keys)
+    assert all(v.decisive == [] and v.detail == "" for v in streamed)
+    assert all(isinstance(v.rule_ids, list) for v in streamed)
+    with store.iter_verdicts({"probe_cc": "AZ", "outcome": ["blocked", "throttled"]},
+                             since=T0 - timedelta(days=1)) as rows:
+        az = list(rows)
+    assert az and all(v.probe_cc == "AZ" and v.outcome in ("blocked", "throttled") for v in az)
+    with pytest.raises(ValueError):
+        store.iter_verdicts({"nonsense": 1}).__enter__()

@@ -49,3 +49,5 @@ class Verdict(msgspec.Struct, gc=False, kw_only=True):
     ooni_blocking: str | None = None
     ooni_accessible: bool | None = None
     rules_version: int = 0
+    report_id: str | None = None        # the run it came from: aggregates count contributing probes by it
+    probe_region: str | None = None     # a region the probe declared (annotation `probe_region`), for regional scope

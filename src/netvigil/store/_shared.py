@@ -16,12 +16,15 @@ from typing import Any
 import msgspec
 
 from netvigil.model.measurement import Measurement
+from netvigil.model.verdict import Verdict
 from netvigil.store.base import EXPORT_TABLES, FilterValue, to_utc_naive
-from netvigil.store.schema import MEASUREMENTS, TABLES, TableSpec
+from netvigil.store.schema import MEASUREMENTS, TABLES, VERDICTS, TableSpec
 
 __all__ = [
     "Bind",
     "RAW_COLUMNS",
+    "STREAM_COLUMNS",
+    "STREAM_ORDER",
     "TIME_COLUMN",
     "export_columns",
     "export_predicates",
@@ -29,6 +32,7 @@ __all__ = [
     "normalize",
     "predicates",
     "rows_of",
+    "stream_verdict",
 ]
 
 TIME_COLUMN = "measurement_start_time"
@@ -137,3 +141,17 @@ def export_predicates(
             sub += " WHERE " + " AND ".join(sub_where)
         where.append(f"measurement_uid IN ({sub})")
     return where
+
+
+# What the incident stage reads of a verdict (``decisive`` and ``detail`` stay in the store), and its order.
+STREAM_COLUMNS = tuple(c for c in VERDICTS.column_names if c not in ("decisive", "detail"))
+STREAM_ORDER = ("probe_cc", "probe_asn", TIME_COLUMN, "verdict_id")
+
+
+def stream_verdict(row: Sequence[Any]) -> Verdict:
+    """One streamed row (``STREAM_COLUMNS`` order) as a Verdict; the time back in OONI's text form."""
+    values = dict(zip(STREAM_COLUMNS, row))
+    when = values[TIME_COLUMN]
+    values[TIME_COLUMN] = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else when
+    values["rule_ids"] = list(values["rule_ids"] or ())
+    return Verdict(**values)

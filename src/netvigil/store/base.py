@@ -10,7 +10,8 @@ table export, and the raw bytes back as evidence.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +155,16 @@ class Store(ABC):
     @abstractmethod
     def query_verdicts(self, q: VerdictQuery) -> QueryResult:
         """Verdict counts grouped as ``q`` asks, ordered by the group columns."""
+
+    @abstractmethod
+    def iter_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AbstractContextManager[Iterator[Verdict]]:
+        """Verdicts (without ``decisive`` and ``detail``) streamed in (probe_cc, probe_asn, measurement start
+        time, verdict id) order: what the incident detector reads, one network at a time, in bounded memory."""
 
     @abstractmethod
     def export(

@@ -50,7 +50,17 @@ import msgspec
 
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
-from netvigil.store._shared import TIME_COLUMN, export_columns, export_predicates, first_unknown, predicates, rows_of
+from netvigil.store._shared import (
+    STREAM_COLUMNS,
+    STREAM_ORDER,
+    TIME_COLUMN,
+    export_columns,
+    export_predicates,
+    first_unknown,
+    predicates,
+    rows_of,
+    stream_verdict,
+)
 from netvigil.store._staging import stage_measurements
 from netvigil.store.base import (
     BulkWriter,
@@ -399,6 +409,38 @@ class ClickHouseStore(Store):
                 ).result_rows
                 out.update((uid, _decode_raw(uid, codec, blob)) for uid, codec, blob in rows)
         return out
+
+    @contextmanager
+    def iter_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Iterator[Verdict]]:
+        unknown = [c for c in filters or {} if c not in STREAM_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown verdict column(s) {unknown}")
+        binder = _Binder()
+        where = predicates(filters or {}, since, until, time_column=TIME_COLUMN, bind=binder)
+        sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM verdicts FINAL"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(c + " ASC NULLS LAST" for c in STREAM_ORDER)
+        client = self._connect(self.database)
+
+        def rows() -> Iterator[Verdict]:
+            settings = {"max_bytes_before_external_sort": 256 << 20}
+            with _errors("reading verdicts failed"), client.query_rows_stream(
+                    sql, parameters=binder.params, settings=settings) as stream:
+                for row in stream:
+                    yield stream_verdict(row)
+
+        it = rows()
+        try:
+            yield it
+        finally:
+            it.close()
+            client.close()
 
     @contextmanager
     def iter_rows(self, table: str, columns: Sequence[str], order_by: Sequence[str]) -> Iterator[Iterator[dict]]:

@@ -229,6 +229,7 @@ def add_missing_columns(t: Target) -> None:
 
 MIGRATIONS: tuple[ClickHouseMigration, ...] = (
     ClickHouseMigration(1, "create measurements, observations, verdicts", _create_tables),
+    ClickHouseMigration(2, "verdicts: report_id, probe_region", add_missing_columns),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

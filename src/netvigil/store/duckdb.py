@@ -19,7 +19,8 @@ import shutil
 import tempfile
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +30,16 @@ import duckdb
 import msgspec
 import zstandard
 
+from netvigil.model.verdict import Verdict
 from netvigil.store._shared import TIME_COLUMN as _TIME_COLUMN
-from netvigil.store._shared import export_columns, export_predicates, predicates
+from netvigil.store._shared import (
+    STREAM_COLUMNS,
+    STREAM_ORDER,
+    export_columns,
+    export_predicates,
+    predicates,
+    stream_verdict,
+)
 from netvigil.store._shared import first_unknown as _first_unknown
 from netvigil.store._shared import rows_of as _rows_of
 from netvigil.store._staging import STAGED_MEASUREMENT_COLUMNS, compress_raw, stage_measurements
@@ -157,6 +166,35 @@ class DuckDBStore(Store):
         cur = self._con.execute(sql, params)
         columns = [d[0] for d in cur.description]
         return QueryResult(columns=columns, rows=cur.fetchall())
+
+    @contextmanager
+    def iter_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Iterator[Verdict]]:
+        unknown = [c for c in filters or {} if c not in STREAM_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown verdict column(s) {unknown}")
+        where, params = _predicates(filters or {}, since, until, time_column=_TIME_COLUMN)
+        sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM verdicts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(STREAM_ORDER)
+        # A cursor of its own: DuckDB streams one result per connection.
+        cursor = self._con.cursor()
+        try:
+            cursor.execute(sql, params)
+
+            def rows() -> Iterator[Verdict]:
+                while chunk := cursor.fetchmany(2048):
+                    for row in chunk:
+                        yield stream_verdict(row)
+
+            yield rows()
+        finally:
+            cursor.close()
 
     def export(
         self,

@@ -82,6 +82,7 @@ def add_missing_columns(con: duckdb.DuckDBPyConnection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create measurements, observations, verdicts", _create_tables),
+    Migration(2, "verdicts: report_id, probe_region", add_missing_columns),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -23,6 +23,15 @@ def failure_class(failure: str | None) -> FailureClass | None:
     return _failure_class(failure)
 
 
+def region_of(env) -> str | None:
+    """The region a probe declared in its annotations (`probe_region`); OONI's envelope has no region field."""
+    annotations = env.annotations
+    if not annotations:
+        return None
+    region = annotations.get("probe_region")
+    return region if isinstance(region, str) and region else None
+
+
 def make_verdict(
     m: Measurement,
     target: str,
@@ -65,4 +74,6 @@ def make_verdict(
         ooni_blocking=ooni_blocking,
         ooni_accessible=ooni_accessible,
         rules_version=RULES_VERSION,
+        report_id=env.report_id or None,
+        probe_region=region_of(env),
     )

@@ -1,0 +1,139 @@
+"""Onset and end of blocking (or throttling) per network x target: a two-state change-point rule over the verdict
+stream, with an explicit evidence requirement.
+
+One series is the time-ordered verdicts of one (country, ASN, region, target). Only conclusive verdicts count:
+``blocked`` and ``throttled`` are *bad*, ``ok`` is *good*; ``down`` and ``inconclusive`` (the site is down for the
+control too, or nothing could be compared) neither start nor end anything. The series is clear until a run of bad
+verdicts meets the rule, then blocked until a run of good verdicts meets it:
+
+- among the last ``window`` conclusive verdicts, at least ``min_measurements`` speak for the new state,
+- they are at least ``min_share`` of that window (one odd verdict inside a stretch is tolerated),
+- they come from at least ``min_reports`` distinct reports (OONI identifies no probes, by design: independent runs
+  stand in for independent probes, so one broken run cannot make an incident).
+
+The change is dated at the window's first verdict of the new state (so the error is at most one probing round), and
+the verdicts that met the rule, plus the last verdict of the old state before them, are kept as evidence. The rule is online: a
+series that is blocked at the end of the data stays open (an ongoing incident), and appending data never moves an
+earlier decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["BlockingRule", "Episode", "Point", "detect_episodes"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingRule:
+    rule_id: str = "inc.blocking.v1"
+    min_measurements: int = 2
+    min_share: float = 0.6
+    min_reports: int = 2
+    window: int = 3          # conclusive verdicts looked at together
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One conclusive verdict of a series."""
+
+    time: dt.datetime
+    uid: str
+    report: str
+    bad: bool
+    outcome: str
+    method: str | None = None
+    confidence: float = 0.0
+
+
+@dataclass(slots=True)
+class Episode:
+    """One blocked stretch of one series."""
+
+    start: dt.datetime
+    end: dt.datetime | None
+    start_evidence: list[Point]
+    end_evidence: list[Point] = field(default_factory=list)
+    before_start: Point | None = None  # the last good verdict before the onset
+    before_end: Point | None = None    # the last bad verdict before the end
+    methods: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    bad: int = 0
+    good: int = 0
+    confidence_sum: float = 0.0
+
+    @property
+    def confidence(self) -> float:
+        """Mean verdict confidence of the bad verdicts, scaled by how consistently bad the stretch was."""
+        if not self.bad:
+            return 0.0
+        return round(self.confidence_sum / (self.bad + self.good), 3)
+
+
+def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()) -> list[Episode]:
+    """The blocked stretches of one time-ordered series (pure; see the module doc for the rule)."""
+    episodes: list[Episode] = []
+    blocked = False
+    window: list[Point] = []
+    last_same: Point | None = None  # the latest verdict of the current state that left the window
+    current: Episode | None = None
+    for p in points:
+        if current is not None:
+            _count(current, p)
+        window.append(p)
+        if len(window) > rule.window:
+            left = window.pop(0)
+            if left.bad == blocked:
+                last_same = left
+        new = [q for q in window if q.bad != blocked]
+        if (len(new) < rule.min_measurements or len(new) < rule.min_share * len(window)
+                or len({q.report for q in new}) < rule.min_reports):
+            continue
+        first = new[0]
+        before = next((q for q in reversed(window) if q.time < first.time and q.bad == blocked), last_same)
+        if not blocked:
+            current = Episode(start=first.time, end=None, start_evidence=new[: rule.min_measurements],
+                              before_start=before)
+            for q in window:
+                if q.time >= first.time:
+                    _count(current, q)
+            episodes.append(current)
+        else:
+            assert current is not None
+            current.end = first.time
+            current.end_evidence = new[: rule.min_measurements]
+            current.before_end = before
+            # The window's verdicts from the end on were counted into the episode; they belong after it.
+            for q in window:
+                if q.time >= first.time:
+                    _uncount(current, q)
+            current = None
+        blocked = not blocked
+        last_same = new[-1]
+        window = [q for q in window if q.time > new[-1].time]
+    return episodes
+
+
+def _count(e: Episode, p: Point) -> None:
+    if p.bad:
+        e.bad += 1
+        e.confidence_sum += p.confidence
+        e.outcomes[p.outcome] += 1
+        if p.method:
+            e.methods[p.method] += 1
+    else:
+        e.good += 1
+
+
+def _uncount(e: Episode, p: Point) -> None:
+    if p.bad:
+        e.bad -= 1
+        e.confidence_sum -= p.confidence
+        e.outcomes[p.outcome] -= 1
+        if p.method:
+            e.methods[p.method] -= 1
+    else:
+        e.good -= 1
