@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from netvigil import __version__
 from netvigil.analysis import FingerprintDB
+from netvigil.cli_incidents import aggregates, incidents
 from netvigil.cli_lab import app as lab_app
 from netvigil.cli_probe import app as probe_app
 from netvigil.cli_store import app as store_app
@@ -40,6 +41,8 @@ app.add_typer(probe_app, name="probe")
 app.add_typer(control_app, name="control")
 app.add_typer(collector_app, name="collector")
 app.add_typer(store_app, name="store")
+app.command("incidents")(incidents)
+app.command("aggregates")(aggregates)
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
