@@ -154,3 +154,20 @@ def test_params_merge_window_splits_far_apart_onsets() -> None:
     wide = IncidentParams(merge_window=dt.timedelta(days=3))
     [merged] = blocking_incidents(episodes_of(vs, SERVICES), coverage_of(vs), wide)
     assert merged.asns == ["AS64528", "AS64529"] and rounds(merged.start) == 4
+
+
+def test_blocking_hidden_by_a_shutdown_ends_at_its_last_observation() -> None:
+    """A region cut off while a service was blocked: its probes go on reporting, but nothing conclusive; the blocking
+    is closed at the last verdict that saw it rather than left ongoing forever."""
+    def state(i: int, asn: str, region: str | None, url: str) -> str:
+        if region == "frontier" and i >= 16:
+            return "inconclusive"
+        return "blocked" if 4 <= i < 16 and "facebook" in url else "ok"
+
+    nets = [("AS64531", "baku"), ("AS64531", "frontier")]
+    vs = campaign(28, nets, URLS, state)
+    [inc] = blocking_incidents(episodes_of(vs, SERVICES), coverage_of(vs))
+    assert (rounds(inc.start), rounds(inc.end)) == (4, 16)
+    assert inc.detail["ends_not_observed"] == "1"
+    frontier_end = [e for e in inc.evidence if e.note == "frontier" and e.role == "before-end"]
+    assert [rounds(e.time) for e in frontier_end] == [15]

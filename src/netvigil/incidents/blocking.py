@@ -64,6 +64,8 @@ class Episode:
     bad: int = 0
     good: int = 0
     confidence_sum: float = 0.0
+    last_bad: Point | None = None      # the latest bad verdict (dates an end that could not be observed)
+    end_observed: bool = True          # False: closed at last_bad because the network went dark (detect.py)
 
     @property
     def confidence(self) -> float:
@@ -121,6 +123,8 @@ def _count(e: Episode, p: Point) -> None:
     if p.bad:
         e.bad += 1
         e.confidence_sum += p.confidence
+        if e.last_bad is None or p.time >= e.last_bad.time:
+            e.last_bad = p
         e.outcomes[p.outcome] += 1
         if p.method:
             e.methods[p.method] += 1

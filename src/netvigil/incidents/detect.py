@@ -45,6 +45,10 @@ class IncidentParams:
     # within hours); services whose incidents share networks and whose starts and ends lie this close are merged.
     merge_window: dt.timedelta = dt.timedelta(hours=12)
     evidence_per_change: int = 3  # verdicts kept per network and change (the rule's, plus the last before it)
+    # A series still blocked at its last conclusive verdict, while its network went on reporting only inconclusive
+    # verdicts for longer than this (a shutdown hides whether the blocking goes on), is closed at that last verdict
+    # ("end not observed") instead of staying ongoing forever.
+    stale_after: dt.timedelta = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -191,6 +195,7 @@ class _Group:
 def blocking_incidents(episodes: Sequence[NetEpisode], coverage: Coverage,
                        params: IncidentParams = IncidentParams()) -> list[Incident]:
     """Group network episodes into incidents (pure, deterministic)."""
+    episodes = [_close_unobserved(ne, coverage, params) for ne in episodes]
     # 1. One service: episodes on different networks whose onsets are close are one event.
     by_service: dict[tuple[str, str, str], list[NetEpisode]] = defaultdict(list)
     for ne in episodes:
@@ -220,6 +225,18 @@ def blocking_incidents(episodes: Sequence[NetEpisode], coverage: Coverage,
         else:
             merged.append(_Group(g.kind, g.cc, set(g.services), list(g.members)))
     return [_incident(g, coverage, params) for g in merged]
+
+
+def _close_unobserved(ne: NetEpisode, coverage: Coverage, params: IncidentParams) -> NetEpisode:
+    e = ne.episode
+    span = coverage.spans.get((ne.key.cc, ne.key.asn, ne.key.region))
+    if e.end is not None or e.last_bad is None or span is None or span[1] - e.last_bad.time <= params.stale_after:
+        return ne
+    closed = Episode(start=e.start, end=e.last_bad.time, start_evidence=e.start_evidence, end_evidence=[],
+                     before_start=e.before_start, before_end=e.last_bad, methods=e.methods, outcomes=e.outcomes,
+                     bad=e.bad, good=e.good, confidence_sum=e.confidence_sum, last_bad=e.last_bad,
+                     end_observed=False)
+    return NetEpisode(ne.key, closed)
 
 
 def _ends_close(a: dt.datetime | None, b: dt.datetime | None, params: IncidentParams) -> bool:
@@ -257,7 +274,8 @@ def _incident(g: _Group, coverage: Coverage, params: IncidentParams) -> Incident
         evidence=evidence,
         detail={"rule": params.blocking.rule_id, "episodes": str(len(g.members)),
                 "measurements_blocked": str(sum(m.episode.bad for m in g.members)),
-                "measurements_ok_during": str(sum(m.episode.good for m in g.members))},
+                "measurements_ok_during": str(sum(m.episode.good for m in g.members)),
+        "ends_not_observed": str(sum(1 for m in g.members if not m.episode.end_observed))},
     )
 
 
