@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from netvigil import __version__
 from netvigil.analysis import FingerprintDB
+from netvigil.cli_cost import cost as cost_command
 from netvigil.cli_incidents import aggregates, incidents
 from netvigil.cli_lab import app as lab_app
 from netvigil.cli_probe import app as probe_app
@@ -43,6 +44,7 @@ app.add_typer(collector_app, name="collector")
 app.add_typer(store_app, name="store")
 app.command("incidents")(incidents)
 app.command("aggregates")(aggregates)
+app.command("cost")(cost_command)
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
@@ -283,8 +285,10 @@ def data_update(
                                                       "global plus these country codes (az,ru).")] = None,
     test_lists_url: Annotated[Optional[str], typer.Option(help="Where to fetch test lists from (default: "
                                                           "citizenlab/test-lists).")] = None,
+    economics: Annotated[bool, typer.Option("--economics", help="Also fetch the World Bank / ITU inputs of the "
+                                                                "cost model (GDP, population, users, subscriptions).")] = False,
 ) -> None:
-    """Download OONI's blocking fingerprints (DNS and HTTP CSVs) and, if asked, Citizen Lab test lists."""
+    """Download OONI's blocking fingerprints (DNS and HTTP CSVs) and, if asked, test lists and economic inputs."""
     from netvigil.probe.inputs import TEST_LISTS_BASE_URL, default_lists_dir, fetch_test_lists
     from netvigil.tasks.data import FINGERPRINTS_BASE_URL, DataUpdateError, MakeDataUpdateParams, make_data_update
 
@@ -298,6 +302,12 @@ def data_update(
             ccs = [c.strip().lower() for c in test_lists.split(",") if c.strip()]
             for name, rows in fetch_test_lists(lists_dir, ccs, base_url=test_lists_url or TEST_LISTS_BASE_URL).items():
                 out.print(f"{lists_dir / name}: {rows} rows")
+        if economics:
+            from netvigil.tasks.economics import default_economics_dir, fetch_economics
+
+            eco = default_economics_dir()
+            for name, rows in fetch_economics(eco).items():
+                out.print(f"{eco / name}: {rows} rows")
     except DataUpdateError as exc:
         raise _fail(str(exc), EXIT_DOWNLOAD) from None
 

@@ -46,6 +46,8 @@ _ALIASES = {
     "united states of america (usa)": "US",
     "venezuela (bolivarian republic of)": "VE",
     "kosovo": "XK",
+    "xk": "XK",
+    "xkx": "XK",
 }
 
 

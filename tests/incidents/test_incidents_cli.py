@@ -105,3 +105,22 @@ def test_user_mistakes_are_clear_errors(store_path: str, args: tuple[str, ...]) 
 def test_a_missing_store_is_a_clear_error(tmp_path) -> None:
     r = run("incidents", "--store", str(tmp_path / "nope" / "x.duckdb"), "--no-cost")
     assert r.exit_code == 5 and "Traceback" not in r.output
+
+
+def test_every_incident_is_priced_in_json(store_path: str, tmp_path) -> None:
+    """Issue 8's must-show: the cost of every incident appears in `netvigil incidents --format json`."""
+    from conftest import require_shared_path
+
+    economics = require_shared_path("economics")
+    r = run("incidents", "--store", store_path, "--format", "json", "--round", "6h", "--economics", str(economics),
+            "--signals-dir", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    items = json.loads(r.stdout)
+    assert items
+    for i in items:
+        c = i["cost"]
+        assert c["currency"] == "USD" and 0 < c["low"] < c["central"] < c["high"], i
+    r = run("incidents", "--store", store_path, "--format", "json", "--round", "6h",
+            "--economics", str(tmp_path / "none"), "--signals-dir", str(tmp_path))
+    assert r.exit_code == 0 and all(i["cost"] is None for i in json.loads(r.stdout))
+    assert "not priced" in r.stderr
