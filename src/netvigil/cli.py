@@ -21,6 +21,8 @@ from netvigil.analysis import FingerprintDB
 from netvigil.cli_cost import cost as cost_command
 from netvigil.cli_incidents import aggregates, incidents
 from netvigil.cli_lab import app as lab_app
+from netvigil.cli_tracker import app as tracker_app
+from netvigil.cli_tracker import stats as stats_command
 from netvigil.cli_probe import app as probe_app
 from netvigil.cli_store import app as store_app
 from netvigil.collector.cli import app as collector_app
@@ -45,6 +47,8 @@ app.add_typer(store_app, name="store")
 app.command("incidents")(incidents)
 app.command("aggregates")(aggregates)
 app.command("cost")(cost_command)
+app.add_typer(tracker_app, name="tracker")
+app.command("stats")(stats_command)
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
