@@ -80,10 +80,10 @@ def make_incidents(p: MakeIncidentsParams) -> IncidentRun:
     if p.use_stored_signals:
         from netvigil.tasks.signals import load_events, load_signals
 
-        stored = load_events(p.signals_dir)
-        stored_signals = load_signals(p.signals_dir)
-        if stored_signals:
-            stored = [*stored, *detect_outages(stored_signals, config)]
+        # Imported events as stored; stored signals judged afresh with this run's detector settings (so events an
+        # earlier `netvigil signals detect` stored are replaced, not listed twice).
+        stored = [e for e in load_events(p.signals_dir) if e.source != "detector"]
+        stored.extend(detect_outages(load_signals(p.signals_dir), config))
         run.stored_events = len(stored)
         incidents.extend(incidents_from_outages(stored))
     run.incidents = select(link_related(incidents), p.filter)
