@@ -21,6 +21,7 @@ from netvigil.analysis import FingerprintDB
 from netvigil.cli_cost import cost as cost_command
 from netvigil.cli_incidents import aggregates, incidents
 from netvigil.cli_lab import app as lab_app
+from netvigil.cli_reachability import reachability
 from netvigil.cli_signals import app as signals_app
 from netvigil.cli_tracker import app as tracker_app
 from netvigil.cli_tracker import stats as stats_command
@@ -51,6 +52,7 @@ app.command("cost")(cost_command)
 app.add_typer(tracker_app, name="tracker")
 app.command("stats")(stats_command)
 app.add_typer(signals_app, name="signals")
+app.command("reachability")(reachability)
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
