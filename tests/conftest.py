@@ -55,3 +55,9 @@ def fingerprints(fingerprints_dir: Path):
     from netvigil.tasks.fingerprints import load_fingerprints
 
     return load_fingerprints(fingerprints_dir)
+
+
+@pytest.fixture(scope="session")
+def economics_dir() -> Path:
+    """World Bank / ITU inputs of the cost model."""
+    return require_shared_path("economics")

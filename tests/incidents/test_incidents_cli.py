@@ -107,11 +107,9 @@ def test_a_missing_store_is_a_clear_error(tmp_path) -> None:
     assert r.exit_code == 5 and "Traceback" not in r.output
 
 
-def test_every_incident_is_priced_in_json(store_path: str, tmp_path) -> None:
+def test_every_incident_is_priced_in_json(store_path: str, tmp_path, economics_dir) -> None:
     """Issue 8's must-show: the cost of every incident appears in `netvigil incidents --format json`."""
-    from conftest import require_shared_path
-
-    economics = require_shared_path("economics")
+    economics = economics_dir
     r = run("incidents", "--store", store_path, "--format", "json", "--round", "6h", "--economics", str(economics),
             "--signals-dir", str(tmp_path))
     assert r.exit_code == 0, r.output

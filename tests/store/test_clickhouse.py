@@ -314,7 +314,7 @@ def test_chdb_directory_persists_and_migrates_once(chdb_dir: str, netem_qa: list
     with open_store(chdb_dir) as s:
         stats = s.stats()
         assert stats["tables"]["measurements"] == 5 and stats["backend"] == "chdb"
-        versions = s._client.query("SELECT version, name FROM schema_migrations").result_rows
+        versions = s._client.query("SELECT version, name FROM schema_migrations ORDER BY version").result_rows
         assert [v for v, _ in versions] == list(range(1, LATEST_VERSION + 1))
         assert s.write_batch(batch_of(netem_qa[:5])).skipped == 5
 
