@@ -11,7 +11,6 @@ import csv
 import io
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from netvigil.config import data_dir
-from netvigil.tasks.data import DataUpdateError
+from netvigil.tasks.data import DataUpdateError, replace_files
 
 __all__ = [
     "LEGEND_FILES",
@@ -345,22 +344,7 @@ def fetch_test_lists(
         body = _download(url, timeout)
         required = LEGEND_FILES.get(name, frozenset(TEST_LIST_COLUMNS))
         fetched.append((name, body, _count_rows(url, body, required)))
-    dest.mkdir(parents=True, exist_ok=True)
-    temps: list[tuple[str, str]] = []
-    try:
-        for name, body, _ in fetched:
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
-            temps.append((tmp, name))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-        for tmp, name in temps:
-            os.replace(tmp, dest / name)
-    except OSError as exc:
-        raise DataUpdateError(f"cannot write test lists to {dest}: {exc.strerror or exc}") from None
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    replace_files(dest, [(name, body) for name, body, _ in fetched], "test lists")
     return {name: rows for name, _, rows in fetched}
 
 

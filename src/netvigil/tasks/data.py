@@ -13,6 +13,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,34 @@ class MakeDataUpdateParams:
     timeout: float = 30.0
 
 
+def replace_files(dest: Path, files: Sequence[tuple[str, bytes]], what: str) -> None:
+    """Write every file as a temporary file in ``dest``, then ``os.replace`` each into place: a download that fails
+    half way leaves the previous files exactly as they were (callers fetch and check everything first)."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataUpdateError(f"cannot create {dest}: {exc.strerror or exc}") from None
+    temps: list[tuple[str, str]] = []
+    try:
+        for name, body in files:
+            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
+            temps.append((tmp, name))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+        for tmp, name in temps:
+            os.replace(tmp, dest / name)
+    except OSError as exc:
+        raise DataUpdateError(f"cannot write {what} to {dest}: {exc.strerror or exc}") from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def make_data_update(params: MakeDataUpdateParams) -> dict[str, int]:
-    """Download each fingerprint CSV; return rows per file."""
-    params.dest.mkdir(parents=True, exist_ok=True)
+    """Download each fingerprint CSV; return rows per file (the files are replaced together, once all are checked)."""
     counts: dict[str, int] = {}
+    bodies: list[tuple[str, bytes]] = []
     base = params.base_url if params.base_url.endswith("/") else params.base_url + "/"
     for name in FINGERPRINT_FILES:
         url = base + name
@@ -56,9 +81,7 @@ def make_data_update(params: MakeDataUpdateParams) -> dict[str, int]:
             raise DataUpdateError(f"{url} is not a fingerprint CSV: {exc}") from None
         if missing:
             raise DataUpdateError(f"{url} is not a fingerprint CSV (missing columns {sorted(missing)})")
-        fd, tmp = tempfile.mkstemp(dir=params.dest, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-        os.replace(tmp, params.dest / name)
+        bodies.append((name, body))
         counts[name] = rows
+    replace_files(params.dest, bodies, "fingerprints")
     return counts

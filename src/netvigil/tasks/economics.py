@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +23,7 @@ from netvigil.economics.indicators import (
     wdi_csv_text,
 )
 from netvigil.model.incident import Incident
-from netvigil.tasks.data import DataUpdateError
+from netvigil.tasks.data import DataUpdateError, replace_files
 
 __all__ = [
     "WORLD_BANK_API", "OWID_INTERNET_USERS_URL", "EconomicsDataError", "default_economics_dir", "load_economics",
@@ -132,25 +131,7 @@ def fetch_economics(dest: Path, base_url: str = WORLD_BANK_API, *, owid_url: str
         else:
             text, n = _fetch_owid(owid_url, timeout)
         fetched.append((spec.file_name, text, n))
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataUpdateError(f"cannot create {dest}: {exc.strerror or exc}") from None
-    temps: list[tuple[str, str]] = []
-    try:
-        for name, text, _ in fetched:
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
-            temps.append((tmp, name))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-        for tmp, name in temps:
-            os.replace(tmp, dest / name)
-    except OSError as exc:
-        raise DataUpdateError(f"cannot write economics files to {dest}: {exc.strerror or exc}") from None
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    replace_files(dest, [(name, text.encode("utf-8")) for name, text, _ in fetched], "economics files")
     return {name: n for name, _, n in fetched}
 
 
