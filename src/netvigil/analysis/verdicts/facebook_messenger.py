@@ -6,6 +6,12 @@ fails. Two refinements: Facebook also serves its CDN names from caches inside
 ISPs (off-net "FNA" nodes, another ASN), so an off-AS answer that accepts the
 TCP connect is not DNS tampering; and one failed connect among several
 successes is noted, not called blocking. ``stun`` is UDP: DNS only.
+
+The expected ASN is Facebook's, plus any ASN the probe itself vouched for: a
+name the measurement marks ``dns_consistent: true`` resolved only into the
+probe's expected network, so the ASNs recorded for its answers are expected
+ones. OONI Probe expects only AS32934, so nothing changes for its data; a probe
+told to expect another network (netvigil's lab, AS65000) is judged by it.
 """
 
 from __future__ import annotations
@@ -68,8 +74,22 @@ def _ooni(get, group: str) -> tuple[str | None, bool | None]:
     return None, True
 
 
+def _consistent_flag(get, group: str) -> bool | None:
+    value = get(f"facebook_{group}_dns_consistent")
+    if value is None:
+        value = get("facebook-" + group.replace("_", "-") + "-dns-consistent")
+    return value if isinstance(value, bool) else None
+
+
+def _expected_asns(get, groups: dict[str, list[Observation]]) -> frozenset[int]:
+    """AS32934 and the ASNs of the answers of every name the probe called consistent."""
+    vouched = {asn for group, rows in groups.items() if _consistent_flag(get, group) is True
+               for r in rows if r.kind == "dns" for asn in (r.dns_answer_asns or ())}
+    return frozenset({FACEBOOK_ASN, *vouched})
+
+
 def _judge(m: Measurement, group: str, dns: list[Observation], tcp: list[Observation],
-           ooni: tuple[str | None, bool | None]) -> Verdict:
+           ooni: tuple[str | None, bool | None], expected: frozenset[int] = frozenset({FACEBOOK_ASN})) -> Verdict:
     domain = _DOMAINS.get(group)
     blocking, accessible = ooni
 
@@ -89,7 +109,7 @@ def _judge(m: Measurement, group: str, dns: list[Observation], tcp: list[Observa
         asns = r.dns_answer_asns or []
         ips = r.dns_answer_ips or []
         if len(asns) == len(ips):      # ASNs known for every answer (probe-cli records them)
-            offnet_ips.update(ip for ip, asn in zip(ips, asns) if asn != FACEBOOK_ASN)
+            offnet_ips.update(ip for ip, asn in zip(ips, asns) if asn not in expected)
     offnet_dns = [r for r in answered if offnet_ips.intersection(r.dns_answer_ips or ())]
     ok_tcp = [r for r in tcp if r.failure is None]
     failed_tcp = [r for r in tcp if r.failure is not None]
@@ -122,6 +142,7 @@ def make_verdicts(m: Measurement, observations: list[Observation]) -> list[Verdi
     tk = m.test_keys
     get = tk.get if isinstance(tk, dict) else (lambda k: getattr(tk, k, None))
     groups = by_target(observations)
+    expected = _expected_asns(get, groups)
     all_tcp = [o for o in observations if o.kind == "tcp"]
     out = []
     for group in FACEBOOK_MESSENGER_ENDPOINTS:
@@ -131,5 +152,5 @@ def make_verdicts(m: Measurement, observations: list[Observation]) -> list[Verdi
         # Names share IPs: judge a name on every connect to an IP it resolved to.
         tcp = [r for r in all_tcp if r.ip in ips] if ips and group != "stun" else \
             [r for r in rows if r.kind == "tcp"]
-        out.append(_judge(m, group, dns, tcp, _ooni(get, group)))
+        out.append(_judge(m, group, dns, tcp, _ooni(get, group), expected))
     return out
