@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -177,6 +178,126 @@ def truth(name: NameOpt = "lab", json: Annotated[bool, typer.Option("--json")] =
         return
     print_table(None, ["scenario time", "state", "technique", "isp", "region", "target", "policy"],
                 [(r.t, r.state, r.technique, r.isp, r.region or "", r.target, r.policy) for r in records])
+
+
+@app.command()
+def campaign(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (new or empty): store, truth, campaign.json.")],
+    scenario: Annotated[Optional[str], typer.Argument(help="A shipped scenario or a .toml path. Omit it to use the "
+                                                           "running lab --name.")] = None,
+    name: Annotated[str, typer.Option("--name", "-n", help="Lab name: the lab to bring up, or the running lab to "
+                                                           "use when SCENARIO is omitted.")] = "camp",
+    speed: Annotated[Optional[float], typer.Option(min=1.0, help="Scenario seconds per real second. Default: one "
+                                                   "round every 2.75 real seconds.")] = None,
+    round_: Annotated[str, typer.Option("--round", help="Scenario time between two runs of every probe.")] = "12h",
+    start: Annotated[Optional[str], typer.Option("--from", help="Window start (scenario time, ISO or +offset from "
+                                                 "the scenario start). Default: the scenario start.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Window end (exclusive). Default: the scenario "
+                                                 "end.")] = None,
+    urls: Annotated[Optional[Path], typer.Option("--urls", help="URLs to measure, one per line. Default: every web "
+                                                 "target of the scenario.")] = None,
+    budget: Annotated[Optional[float], typer.Option(min=1.0, help="Seconds one URL may take (step timeouts stay "
+                                                    "1 s). Default: 85 % of a round, at most 3 s.")] = None,
+    preroll: Annotated[float, typer.Option(min=2.0, help="Real seconds between the lab clock's start and the "
+                                           "window, for the collector and the probes to start.")] = 8.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print campaign.json instead of the summary table.")]
+    = False,
+) -> None:
+    """Probes in every ISP client through the scenario's compressed timeline, uploading through the real collector
+    into one store; writes the store, the ground truth and campaign.json into --out."""
+    from netvigil.lab.campaign import (
+        CampaignError, CampaignParams, ProbeSettings, parse_round, parse_scenario_time, run_campaign,
+    )
+
+    try:
+        rnd = parse_round(round_)
+        if scenario is not None:
+            if (state_dir(name) / "state.json").exists():
+                raise CampaignError(f"lab {name!r} is running: omit SCENARIO to use it, or choose another --name")
+            parsed = load_scenario(scenario)
+        else:
+            parsed = load_scenario(read_state(name).scenario)
+            if speed is not None:
+                raise CampaignError("--speed applies only to a lab the campaign brings up (give SCENARIO)")
+        url_list = _read_urls(urls) if urls is not None else None
+        params = CampaignParams(
+            out=out, scenario=scenario, name=name, running=scenario is None, speed=speed, round=rnd,
+            start=parse_scenario_time(start, parsed) if start else None,
+            until=parse_scenario_time(until, parsed) if until else None, urls=url_list,
+            probe=ProbeSettings(budget=budget),
+            preroll=preroll)
+    except (CampaignError, ScenarioError, LabError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        result = _campaign_with_progress(params, run_campaign, quiet=json_out)
+    except (CampaignError, LabError, ScenarioError) as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print_json(result.doc)
+    else:
+        _print_campaign(result)
+    if result.problems:
+        raise typer.Exit(EXIT_LAB)
+
+
+def _read_urls(path: Path) -> list[str]:
+    from netvigil.lab.campaign import CampaignError
+
+    if not path.is_file():
+        raise CampaignError(f"no such URL file: {path}")
+    found = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith(("http://", "https://")):
+            raise CampaignError(f"{path}:{n}: not an http(s) URL: {line!r}")
+        found.append(line)
+    if not found:
+        raise CampaignError(f"{path}: no URLs")
+    return found
+
+
+def _campaign_with_progress(params, run, quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(bar_width=None),
+                        TextColumn("{task.fields[when]}  spooled {task.fields[spooled]}  delivered "
+                                   "{task.fields[delivered]}"), TimeElapsedColumn(),
+                        console=err, transient=True, disable=quiet or not err.is_terminal)
+    with progress:
+        task = progress.add_task("campaign", total=1.0, phase="lab", when="", spooled=0, delivered=0)
+        phases: list[str] = []
+
+        def show(p) -> None:
+            if not phases or phases[-1] != p.phase:
+                phases.append(p.phase)
+                if not quiet and not err.is_terminal:
+                    err.print(f"campaign: {p.phase}")
+            when = p.scenario_time.isoformat(timespec="minutes") if p.scenario_time else ""
+            progress.update(task, completed=p.fraction, phase=p.phase, when=when, spooled=p.spooled,
+                            delivered=p.delivered)
+
+        params.progress = show
+        return run(params)
+
+
+def _print_campaign(result) -> None:
+    rows = []
+    for c in result.clients:
+        cov = c.coverage
+        rows.append((c.id, c.region, c.asn, c.runs, c.measured, c.delivered, c.in_store, c.held, c.pending,
+                     f"{cov.complete}/{cov.expected}" if cov else "-", ",".join(map(str, cov.missing)) if cov else ""))
+    print_table(f"campaign {result.scenario}: {result.start.isoformat()} .. {result.until.isoformat()}",
+                ["client", "region", "asn", "runs", "measured", "delivered", "in store", "held", "pending",
+                 "full rounds", "missing rounds"], rows)
+    t = result.doc["totals"]
+    out.print(f"speed {result.speed:g}x, one round = {result.round} = {result.period:.2f} s; {result.rounds} rounds; "
+              f"{t['measured']} measurements, {result.stored} stored, {result.verdicts} verdicts; "
+              f"wall {result.wall_seconds:.0f} s; output in {result.out}")
+    for problem in result.problems:
+        err.print(f"[yellow]problem:[/] {problem}")
 
 
 def main() -> None:  # `python -m netvigil.cli_lab` without the lead's top-level CLI

@@ -7,8 +7,9 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import msgspec
 import typer
@@ -25,6 +26,7 @@ EXIT_MISSING = 4
 EXIT_STORE = 5
 EXIT_PROBE_ERRORS = 8
 EXIT_UPLOAD_INCOMPLETE = 9
+MIN_UPLOAD_SECONDS = 0.2  # a scheduled upload with less time than this before the next run is not started
 
 SpoolOpt = Annotated[Optional[Path], typer.Option("--spool", help="Spool directory. Default: $NETVIGIL_SPOOL or "
                                                   "the data directory's spool/.")]
@@ -97,6 +99,27 @@ def run(
                                                      "spool after each run.")] = None,
     every: Annotated[Optional[str], typer.Option(help="Keep measuring on this schedule (e.g. 1h) until stopped.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    dns_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds for each DNS lookup (within "
+                                                         "--budget). Default: 5.")] = None,
+    connect_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds for each TCP connect. "
+                                                             "Default: 10.")] = None,
+    tls_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds for each TLS handshake. "
+                                                         "Default: 10.")] = None,
+    http_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds for each HTTP exchange, body "
+                                                          "included. Default: 15.")] = None,
+    control_timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds for the control helper's "
+                                                             "answer. Default: 20.")] = None,
+    upload_timeout: Annotated[float, typer.Option(min=0.5, help="Seconds per upload request (with "
+                                                  "--collector).")] = 15.0,
+    upload_attempts: Annotated[int, typer.Option(min=1, max=100, help="Tries per upload request before leaving "
+                                                 "the rest for the next upload.")] = 5,
+    clock: Annotated[Optional[Path], typer.Option("--clock", envvar="NETVIGIL_CLOCK", help="Lab only: a scenario "
+                                                  "clock file (/run/netvigil-lab/<lab>/clock). Measurements are "
+                                                  "stamped in scenario time and --every runs on the scenario's "
+                                                  "grid until the scenario ends.")] = None,
+    region: Annotated[Optional[str], typer.Option("--region", help="The probe's region, written as the OONI "
+                                                  "annotation probe_region. Default: in the lab, the client's "
+                                                  "region from the lab's IP table.")] = None,
 ) -> None:
     """Measure URLs with Web Connectivity; spool, judge and store every measurement."""
     from netvigil.cli import _fingerprints
@@ -111,6 +134,9 @@ def run(
         period = parse_duration(every) if every else None
     except ValueError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    if period is not None and period <= 0:
+        raise _fail(f"--every must be longer than 0 s, got {every!r}", EXIT_USAGE)
+    scenario_clock = _scenario_clock(clock)
     for path in file:
         if not path.is_file():
             raise _fail(f"no such file: {path}", EXIT_MISSING)
@@ -133,34 +159,116 @@ def run(
                           probe_ip=local_address(resolver) if resolver else None, resolver_ip=resolver)
     except GeoError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    annotations = {}
+    probe_region = region if region is not None else _lab_region(table, resolver)
+    if probe_region:
+        annotations["probe_region"] = probe_region
     for flag, value in (("--control", control), ("--collector", collector), ("--doh", doh)):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise _fail(f"{flag} expects an http(s) URL, got {value!r}", EXIT_USAGE)
     tls = _tls(ca_file)
+    timeouts = {name: value for name, value in (("dns_timeout", dns_timeout), ("connect_timeout", connect_timeout),
+                                                ("tls_timeout", tls_timeout), ("http_timeout", http_timeout),
+                                                ("control_timeout", control_timeout)) if value is not None}
     options = WebConnectivityOptions(control_url=control, control_tls=tls, tls=tls,
-                                     udp_resolver=udp_resolver or None, doh_url=doh, budget=budget)
+                                     udp_resolver=udp_resolver or None, doh_url=doh, budget=budget, **timeouts)
     spool_dir = spool or default_spool_dir()
     store_url = None if no_store else (store or default_store_url())
     params = MakeProbeRunParams(targets=inputs.targets, options=options, location=location,
                                 spool=Spool(spool_dir), fingerprints=_fingerprints(fingerprints),
-                                store_url=store_url, concurrency=concurrency, client_resolver=resolver)
+                                store_url=store_url, concurrency=concurrency, client_resolver=resolver,
+                                annotations=annotations)
+    if scenario_clock is not None:
+        params.clock = scenario_clock.now
     if control is None:
         err.print("[yellow]warning:[/] no control helper (--control): verdicts will be inconclusive unless a "
                   "blockpage fingerprint proves blocking")
     _stop_on_sigterm()
-    code = 0
+    if period is None:
+        code = 0
+        try:
+            code = _run_once(params, json_out, collector, tls, upload_attempts, upload_timeout)
+        except KeyboardInterrupt:
+            err.print(f"stopped; every finished measurement is in the spool ({params.spool.path})")
+        raise typer.Exit(code)
+    raise typer.Exit(_run_scheduled(params, period, scenario_clock, json_out, collector, tls, upload_attempts,
+                                    upload_timeout))
+
+
+def _scenario_clock(path: Path | None):
+    """The lab's scenario clock from its file, or None; a missing or unreadable file is a clear error."""
+    if path is None:
+        return None
+    from netvigil.lab.clock import read_clock
+
+    if not path.is_file():
+        raise _fail(f"no such clock file: {path} (a running lab writes /run/netvigil-lab/<lab>/clock)", EXIT_MISSING)
+    try:
+        return read_clock(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(f"not a scenario clock file: {path} ({exc})", EXIT_USAGE) from None
+
+
+def _lab_region(table: Path | None, resolver: str | None) -> str | None:
+    """Inside the lab: this client's region from the lab's IP table ("default" is no region at all)."""
+    if table is None or resolver is None:
+        return None
+    from netvigil.lab.iptable import load_ip_table, lookup_ip
+    from netvigil.probe.geo import local_address
+
+    address = local_address(resolver)
+    try:
+        info = lookup_ip(address, load_ip_table(table)) if address else None
+    except (OSError, ValueError, TypeError):
+        return None
+    return info.region if info is not None and info.region not in (None, "", "default") else None
+
+
+def _run_scheduled(params, period: float, clock, json_out: bool, collector: str | None, tls, attempts: int,
+                   timeout: float) -> int:
+    """`--every`: runs on a fixed grid of start times (see `next_tick`), each followed by an upload that stops
+    in time for the next run.
+
+    With a scenario clock the grid is the scenario's (anchored at its start, first run at its first tick) and the
+    schedule ends by itself once the scenario has; without one the first run starts at once. An upload never
+    delays a run and never overlaps one (on a slow or throttled link it would slow the measurements down): what
+    it could not deliver in time stays in the spool for the next one. Stopping an upload is safe: an entry leaves
+    the spool only with a receipt, and a repeat of a submission the collector already has gets its first receipt.
+    """
+    from netvigil.tasks.probing import next_tick
+
+    now = time.time if clock is not None else time.monotonic
+    anchor = clock.epoch if clock is not None else now()
+    code, last = 0, None
     try:
         while True:
-            started = time.monotonic()
-            code = max(code, _run_once(params, json_out, collector, tls))
-            if period is None:
+            tick = next_tick(anchor, period, now(), last, wait_first=clock is not None)
+            if clock is not None and clock.ended(tick.at + period / 2):
+                err.print(f"the scenario ended at {clock.end.isoformat()}; schedule done")
                 break
-            wait = max(0.0, period - (time.monotonic() - started))
-            err.print(f"next run in {wait:,.0f} s (Ctrl-C or SIGTERM to stop)")
-            time.sleep(wait)
+            if tick.skipped(last):
+                err.print(f"[yellow]warning:[/] the last run took longer than the period: {tick.skipped(last)} "
+                          "scheduled run(s) skipped")
+            wait = tick.at - now()
+            if wait > 0:
+                when = f" (scenario time {clock.now(time.time() + wait).isoformat(timespec='seconds')})" \
+                    if clock is not None else ""
+                err.print(f"next run in {wait:,.1f} s{when} (Ctrl-C or SIGTERM to stop)")
+                time.sleep(wait)
+            last = tick.index
+            upload_until = anchor + (tick.index + 1) * period
+            code = max(code, _run_once(params, json_out, collector, tls, attempts, timeout,
+                                       upload_for=lambda: upload_until - now() - min(0.5, period / 20)))
     except KeyboardInterrupt:
         err.print(f"stopped; every finished measurement is in the spool ({params.spool.path})")
-    raise typer.Exit(code)
+        return code
+    if collector:  # the schedule is over: deliver what the last runs left in the spool
+        result, _ = _upload(params.spool, collector, tls, quiet=json_out, attempts=attempts, timeout=timeout)
+        if json_out:
+            print_json({"upload": msgspec.to_builtins(result)})
+        if result.failed_transient:
+            code = max(code, EXIT_UPLOAD_INCOMPLETE)
+    return code
 
 
 def _interrupt(*_: object) -> None:
@@ -172,7 +280,9 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def _run_once(params, json_out: bool, collector: str | None, tls) -> int:
+def _run_once(params, json_out: bool, collector: str | None, tls, attempts: int = 5, timeout: float = 15.0,
+              upload_for: Callable[[], float] | None = None) -> int:
+    """One run, then (with a collector) one upload; `upload_for` says how many seconds the upload may take."""
     from netvigil.store import StoreError
     from netvigil.tasks.probing import make_probe_run
 
@@ -194,13 +304,17 @@ def _run_once(params, json_out: bool, collector: str | None, tls) -> int:
             summary = make_probe_run(params)
         except StoreError as exc:
             raise _fail(f"{exc} (the measurements are safe in the spool: {params.spool.path})", EXIT_STORE) from None
-    upload = _upload(params.spool, collector, tls, quiet=json_out) if collector else None
+    upload, stopped = _upload(params.spool, collector, tls, quiet=json_out, attempts=attempts, timeout=timeout,
+                              within=upload_for() if upload_for is not None else None) \
+        if collector else (None, False)
     if json_out:
         doc = summary.as_dict()
         doc["location"] = {"probe_cc": params.location.probe_cc, "probe_asn": params.location.probe_asn,
                            "source": params.location.source}
         if upload is not None:
             doc["upload"] = msgspec.to_builtins(upload)
+            if upload_for is not None:
+                doc["upload"]["stopped_for_next_run"] = stopped
         print_json(doc)
     else:
         _print_summary(summary, params)
@@ -231,22 +345,56 @@ def _print_summary(summary, params) -> None:
     print_table("probe run", ["", "value"], rows)
 
 
-def _upload(spool, collector: str, tls, quiet: bool, attempts: int = 5, timeout: float = 15.0):
-    from netvigil.probe.upload import upload_spool
+def _upload(spool, collector: str, tls, quiet: bool, attempts: int = 5, timeout: float = 15.0,
+            within: float | None = None):
+    """Upload the spool -> (result, stopped). With `within` seconds the upload is stopped when they are up
+    (the counts are then those of what it did so far) or not started when they are too few."""
+    from netvigil.probe.upload import UploadResult, upload_spool
 
-    try:
-        result = asyncio.run(upload_spool(spool, collector, tls=tls, max_attempts=attempts, timeout=timeout))
-    except ValueError as exc:  # a malformed collector URL
-        raise _fail(str(exc), EXIT_USAGE) from None
+    events: Counter = Counter()
+    errors: list[str] = []
+
+    def on_progress(event) -> None:
+        events[event.kind] += 1
+        if event.kind == "error":
+            errors.append(event.detail)
+
+    async def bounded():
+        upload = upload_spool(spool, collector, tls=tls, max_attempts=attempts, timeout=timeout,
+                              on_progress=on_progress)
+        if within is None:
+            return await upload
+        try:
+            return await asyncio.wait_for(upload, within)
+        except TimeoutError:
+            return None
+
+    result = None
+    if within is None or within >= MIN_UPLOAD_SECONDS:
+        try:
+            result = asyncio.run(bounded())
+        except ValueError as exc:  # a malformed collector URL
+            raise _fail(str(exc), EXIT_USAGE) from None
+    stopped = result is None
+    if result is None:
+        result = UploadResult(delivered=events["delivered"], already_delivered=events["already_delivered"],
+                              failed_transient=events["left"], rejected=events["rejected"], bad=events["bad"],
+                              errors=errors)
     if not quiet:
-        print_table("upload", ["", "count"], [
-            ("delivered", result.delivered), ("already delivered", result.already_delivered),
-            ("left in spool (collector unreachable)", result.failed_transient), ("rejected", result.rejected),
-            ("malformed (set aside)", result.bad),
-        ])
-        for line in result.errors[:10]:
-            err.print(f"[yellow]upload:[/] {line}")
-    return result
+        _print_upload(result)
+        if stopped:
+            err.print("upload stopped to keep the schedule; the rest stays in the spool for the next upload")
+    return result, stopped
+
+
+def _print_upload(result) -> None:
+    print_table("upload", ["", "count"], [
+        ("delivered", result.delivered), ("already delivered", result.already_delivered),
+        ("left in spool (collector unreachable)", result.failed_transient), ("rejected", result.rejected),
+        ("malformed (set aside)", result.bad),
+    ])
+    for line in result.errors[:10]:
+        err.print(f"[yellow]upload:[/] {line}")
 
 
 @app.command("upload")
@@ -264,7 +412,7 @@ def upload(
     directory = spool or default_spool_dir()
     if not directory.is_dir():
         raise _fail(f"no spool at {directory}", EXIT_MISSING)
-    result = _upload(Spool(directory), collector, _tls(ca_file), quiet=json_out, attempts=attempts, timeout=timeout)
+    result, _ = _upload(Spool(directory), collector, _tls(ca_file), quiet=json_out, attempts=attempts, timeout=timeout)
     if json_out:
         print_json(msgspec.to_builtins(result))
     if result.failed_transient:

@@ -40,7 +40,7 @@ def _our_leftovers() -> list[str]:
     from netvigil.lab.plan import ns_prefix
 
     found = []
-    prefixes = tuple(ns_prefix(name) for name in _STARTED | {"clit", "crash"})
+    prefixes = tuple(ns_prefix(name) for name in _STARTED | {"clit", "crash", "camp"})
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(prefixes)]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
@@ -52,7 +52,7 @@ def _our_leftovers() -> list[str]:
             except OSError:
                 continue
             ours = ("netvigil.lab.censor", "netvigil.lab.servers", "netvigil.control")
-            if any(o in cmd for o in ours) and any(str(STATE_ROOT / name) in cmd for name in _STARTED | {"clit", "crash"}):
+            if any(o in cmd for o in ours) and any(str(STATE_ROOT / name) in cmd for name in _STARTED | {"clit", "crash", "camp"}):
                 found.append(f"process {pid}: {cmd[:120]}")
     return found
 
@@ -63,7 +63,7 @@ def nothing_left_behind() -> Iterator[None]:
     yield
     # The state directories (ground truth, logs) outlive `down` on purpose; the
     # suite's own are removed so it leaves nothing at all.
-    for name in sorted(_STARTED | {"clit", "crash"}):
+    for name in sorted(_STARTED | {"clit", "crash", "camp"}):
         if not (STATE_ROOT / name / "state.json").exists():
             shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
     if os.geteuid() != 0 or subprocess.run(["which", "nft"], capture_output=True).returncode != 0:
@@ -112,3 +112,26 @@ class LabKit:
 @pytest.fixture(scope="session")
 def labkit() -> LabKit:
     return LabKit()
+
+
+@pytest.fixture(scope="session")
+def az_campaign(tmp_path_factory):
+    """One az-2020 campaign per session: probes in every ISP client through the scenario, the real collector, one
+    store and the ground truth (`netvigil lab campaign`). NETVIGIL_CAMPAIGN=short runs 4-13 Nov in 1-day rounds
+    (~45 s) instead of the whole 49 days in 12 h rounds (~5.5 min)."""
+    import datetime as dt
+
+    from netvigil.lab.campaign import CampaignParams, run_campaign
+    from netvigil.lab.runtime import down_lab
+
+    require_lab()
+    _STARTED.add("camp")
+    params = CampaignParams(out=tmp_path_factory.mktemp("az-campaign") / "out", scenario="az-2020", name="camp")
+    if os.environ.get("NETVIGIL_CAMPAIGN") == "short":
+        az = dt.timezone(dt.timedelta(hours=4))
+        params.round = dt.timedelta(days=1)
+        params.start, params.until = dt.datetime(2020, 11, 4, tzinfo=az), dt.datetime(2020, 11, 13, tzinfo=az)
+    try:
+        return run_campaign(params)
+    finally:
+        down_lab("camp", purge=True)

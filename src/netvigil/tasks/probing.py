@@ -7,29 +7,33 @@ measurement decoded and judged, and the results written to the local store in ba
 
 Concurrency is a fixed pool of worker tasks on one event loop: network waits overlap, the CPU work of one
 measurement (decode, analysis) runs between them, and the store is written from a thread.
+
+Times in the envelope come from the run's clock (`MakeProbeRunParams.clock`): the wall clock, or in the lab the
+scenario clock; `test_runtime` is always real seconds. `next_tick` is the schedule of `probe run --every`: a fixed
+grid of start times, so runs do not drift however long each one takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Callable
 
 from netvigil.analysis import FingerprintDB, analyze
 from netvigil.codec import decode_measurement
 from netvigil.control.client import ControlClient
 from netvigil.model.verdict import Verdict
-from netvigil.probe.envelope import ReportInfo, encode_measurement, make_report_id
+from netvigil.probe.envelope import Clock, ReportInfo, encode_measurement, make_report_id, wall_clock
 from netvigil.probe.geo import ProbeLocation
 from netvigil.probe.inputs import Target
 from netvigil.probe.nettests import web_connectivity as wc
 from netvigil.probe.spool import Spool
 from netvigil.store import StoreBatch, open_store
 
-__all__ = ["MakeProbeRunParams", "ProbeResult", "ProbeRunSummary", "make_probe_run", "run_probe"]
+__all__ = ["MakeProbeRunParams", "ProbeResult", "ProbeRunSummary", "Tick", "make_probe_run", "next_tick", "run_probe"]
 
 STORE_BATCH = 200
 # A nettest enforces its own budget step by step; this margin only catches a probe bug that would hang.
@@ -47,6 +51,8 @@ class MakeProbeRunParams:
     concurrency: int = 32
     client_resolver: str | None = None
     on_result: Callable[[ProbeResult], None] | None = None
+    clock: Clock = wall_clock             # stamps measurement_start_time and test_start_time
+    annotations: dict[str, str] = field(default_factory=dict)   # extra OONI annotations (probe_region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +102,12 @@ def make_probe_run(params: MakeProbeRunParams) -> ProbeRunSummary:
 
 
 async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
-    started = datetime.now(UTC)
+    started = params.clock()
     report = ReportInfo(
         test_name=wc.TEST_NAME, test_version=wc.TEST_VERSION,
         report_id=make_report_id(wc.TEST_NAME, params.location, started), test_start_time=started,
         location=params.location, test_helpers=wc.test_helpers(params.options),
+        annotations=dict(params.annotations),
     )
     summary = ProbeRunSummary(report_id=report.report_id)
     queue: asyncio.Queue[Target | None] = asyncio.Queue()
@@ -158,7 +165,7 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
 
 async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunParams,
                        control: ControlClient | None) -> tuple[ProbeResult, StoreBatch | None]:
-    started = datetime.now(UTC)
+    started = params.clock()
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(params.options.budget + BUDGET_GRACE):
@@ -180,3 +187,36 @@ async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunP
         rule=v.rule_ids[0] if v and v.rule_ids else None, ooni_blocking=tk.blocking, ooni_accessible=tk.accessible,
         seconds=runtime,
     ), batch
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One scheduled run: its index on the grid and the time (same clock as `now`) at which to start it."""
+
+    index: int
+    at: float
+
+    def skipped(self, last: int | None) -> int:
+        """Grid ticks passed over since run `last` (runs that took longer than a period)."""
+        return 0 if last is None else max(0, self.index - last - 1)
+
+
+def next_tick(anchor: float, period: float, now: float, last: int | None, *, wait_first: bool = False) -> Tick:
+    """The next run of a schedule whose runs start on the grid ``anchor + k * period``.
+
+    The first run (``last`` None) starts at once, or with ``wait_first`` at the first grid tick at or after
+    ``now`` and never before ``anchor`` (a lab probe waits for its scenario clock's first round). Each later run takes the tick after
+    ``last``; when that tick has already passed (the previous run overran), it starts at once, and when several
+    have passed it takes the latest of them: runs never queue up, the grid never drifts, and a run is never
+    started twice for one tick.
+    """
+    if not period > 0:
+        raise ValueError(f"the period must be positive, not {period!r}")
+    elapsed = (now - anchor) / period
+    if last is None:
+        if wait_first:
+            k = max(0, math.ceil(elapsed - 1e-9))
+            return Tick(k, max(now, anchor + k * period))
+        return Tick(math.floor(elapsed + 1e-9), now)
+    k = max(last + 1, math.floor(elapsed + 1e-9))
+    return Tick(k, max(now, anchor + k * period))
