@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netvigil.analysis.observations.circumvention import target_for_test
+from netvigil.analysis.observations.circumvention import plain_keys, target_of, vpn_handshake
 from netvigil.analysis.rules import rule
 from netvigil.analysis.verdicts._messaging import NETWORK_CLASSES, by_target, describe, ids, ooni_status, reach
 from netvigil.analysis.verdicts.common import failure_class, make_verdict
@@ -43,16 +43,18 @@ NO_DATA = rule("circumvention.no_data", Outcome.INCONCLUSIVE, None, 0.0, "weak",
 GATEWAYS_OK = rule("circumvention.gateways_ok", Outcome.OK, None, 0.7, "moderate",
                    "at least one VPN gateway accepted a TCP connection")
 
-# Snowflake relies on volunteer proxies: an unanswered bootstrap is even weaker evidence.
-_CONFIDENCE = {"torsf": 0.3, "tor_snowflake": 0.3, "vanilla_tor": 0.5}
+# Snowflake relies on volunteer proxies: an unanswered bootstrap is even weaker evidence. netvigil's `vpn` test
+# sends only the first handshake packet of the user's own, known-good config, so silence says a little more;
+# still no control vantage (the server may be down, or the config stale).
+_CONFIDENCE = {"torsf": 0.3, "tor_snowflake": 0.3, "vanilla_tor": 0.5, "vpn": 0.5}
 
 
 def _failure_verdict(m: Measurement, target: str, failure: str | None, rows: list[Observation],
-                     ooni: tuple[str | None, bool | None], extra: str = "") -> Verdict:
+                     ooni: tuple[str | None, bool | None], extra: str = "", domain: str | None = None) -> Verdict:
     failed_rows = [r for r in rows if r.failure is not None]
     row_failure = failed_rows[0].failure if failed_rows else None
     cls = failure_class(row_failure or failure)
-    kw = dict(ooni_blocking=ooni[0], ooni_accessible=ooni[1])
+    kw: dict[str, Any] = dict(ooni_blocking=ooni[0], ooni_accessible=ooni[1], domain=domain)
     detail = f"failure {failure or row_failure}{extra}"
     if failed_rows:
         detail += f"; {describe(failed_rows)}"
@@ -103,11 +105,29 @@ def _riseupvpn(m: Measurement, tk: dict[str, Any], groups: dict[str, list[Observ
     return out
 
 
+def _vpn(m: Measurement, tk: dict[str, Any], target: str, rows: list[Observation]) -> Verdict:
+    """netvigil's `vpn`: one endpoint's first handshake round trip (WireGuard or OpenVPN hard reset)."""
+    hs = vpn_handshake(tk) or {}
+    success, failure = tk.get("success"), tk.get("failure") or hs.get("failure")
+    domain = hs.get("ip") or None
+    what = f"{tk.get('tunnel') or 'vpn'} {hs.get('endpoint') or target}"
+    ooni = (failure, success if isinstance(success, bool) else None)
+    if success is True:
+        return make_verdict(m, target, BOOTSTRAP_OK, decisive=ids(rows), domain=domain,
+                            detail=f"{what}: handshake answered in {hs.get('handshake_time')}s", **_kw(ooni))
+    if failure is None:
+        return make_verdict(m, target, NO_DATA, detail=f"{what}: no success flag or failure", domain=domain)
+    return _failure_verdict(m, target, failure, rows, ooni, extra=f" ({what}: no valid handshake answer)",
+                            domain=domain)
+
+
 def make_verdicts(m: Measurement, observations: list[Observation]) -> list[Verdict]:
-    tk = m.test_keys
-    target = target_for_test(m.test_name)
+    tk = plain_keys(m.test_keys)
+    target = target_of(m)
     if not isinstance(tk, dict):
         return [make_verdict(m, target, NO_DATA, detail="test keys missing")]
+    if m.test_name == "vpn":
+        return [_vpn(m, tk, target, by_target(observations).get(target, []))]
     success = tk.get("success")
     failure = tk.get("failure") or (tk.get("error") if isinstance(tk.get("error"), str) else None)
     ooni = (failure, success if isinstance(success, bool) else None)

@@ -58,6 +58,8 @@ def _judge_target(m: Measurement, ep: TorEndpoint, rows: list[Observation]) -> t
     goal = _GOAL.get(ep.protocol, "tcp")
     if goal == "tls" and not any(r.kind == "tls" for r in rows):
         goal = "tcp"      # old probes log only the connect for OR ports
+    if goal == "http" and not any(r.kind == "http" for r in rows):
+        goal = "tcp"      # current OONI Probe (and netvigil's dir_port_mode="tcp") only connect to Dir ports
     r = reach(rows, goal)
     conf = 0.5 if ep.protocol == "or_port_dirauth" else None
     kw = dict(domain=ep.name)
