@@ -120,8 +120,29 @@ def run(
     region: Annotated[Optional[str], typer.Option("--region", help="The probe's region, written as the OONI "
                                                   "annotation probe_region. Default: in the lab, the client's "
                                                   "region from the lab's IP table.")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="Nettests, comma-separated: web_connectivity, "
+                                                "whatsapp, telegram, facebook_messenger, signal, tor, vpn, "
+                                                "throttling, speedtest, or all (the suite for a country). "
+                                                "Default: web_connectivity.")] = None,
+    telegram_dc: Annotated[list[str], typer.Option("--telegram-dc", help="telegram: a data-centre IP to test "
+                                                   "instead of the defaults; repeatable.")] = [],  # noqa: B006
+    facebook_asn: Annotated[list[int], typer.Option("--facebook-asn", help="facebook_messenger: an ASN its "
+                                                    "answers may come from (default 32934); repeatable.")] = [],  # noqa: B006
+    signal_ca: Annotated[Optional[Path], typer.Option("--signal-ca", help="signal: the CA its servers use "
+                                                      "(default: Signal's own root).")] = None,
+    tor_targets: Annotated[list[Path], typer.Option("--tor-targets", help="tor: a targets file (JSON/TOML) "
+                                                    "instead of the directory authorities; repeatable.")] = [],  # noqa: B006
+    tor_bridge: Annotated[list[str], typer.Option("--tor-bridge", help="tor: a bridge line; repeatable.")] = [],  # noqa: B006
+    vpn_config: Annotated[list[Path], typer.Option("--vpn-config", help="vpn: a WireGuard (.conf) or OpenVPN "
+                                                   "(.ovpn) config to test at handshake level; repeatable.")] = [],  # noqa: B006
+    throttle_target: Annotated[list[str], typer.Option("--throttle-target", help="throttling: a host name to test "
+                                                       "by SNI swap; repeatable.")] = [],  # noqa: B006
+    throttle_address: Annotated[Optional[str], typer.Option(help="throttling: the server IP for every "
+                                                            "download (default: resolved).")] = None,
+    throttle_path: Annotated[Optional[str], typer.Option(help="throttling: a large object's path on that "
+                                                         "server.")] = None,
 ) -> None:
-    """Measure URLs with Web Connectivity; spool, judge and store every measurement."""
+    """Measure with OONI's nettests (Web Connectivity by default); spool, judge and store every measurement."""
     from netvigil.cli import _fingerprints
     from netvigil.config import default_store_url
     from netvigil.probe.geo import GeoError, local_address, locate, system_resolver
@@ -140,7 +161,16 @@ def run(
     for path in file:
         if not path.is_file():
             raise _fail(f"no such file: {path}", EXIT_MISSING)
+    from netvigil.probe.suite import WEB, parse_tests
+
+    try:
+        tests = parse_tests(test)
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    web = WEB in tests
     names = [n.strip() for n in (lists or "").split(",") if n.strip()]
+    if not web and (names or url or file):
+        raise _fail("--list/--url/--file are Web Connectivity inputs: add web_connectivity to --test", EXIT_USAGE)
     try:
         inputs = load_targets(lists=names, lists_dir=lists_dir or default_lists_dir(), urls=url, files=file,
                               categories=category, exclude_categories=exclude_category, limit=limit)
@@ -150,8 +180,10 @@ def run(
         err.print(f"[yellow]skipped input:[/] {problem}")
     if len(inputs.problems) > 20:
         err.print(f"[yellow]… and {len(inputs.problems) - 20} more skipped inputs[/]")
-    if not inputs.targets:
+    if web and not inputs.targets and test is None:
         raise _fail("nothing to measure: give --list, --url or --file", EXIT_USAGE)
+    if web and not inputs.targets:
+        err.print("[yellow]note:[/] web_connectivity left out: no URLs (give --list, --url or --file)")
     resolver = system_resolver()
     table = _lab_table(ip_table)
     try:
@@ -174,13 +206,18 @@ def run(
                                      udp_resolver=udp_resolver or None, doh_url=doh, budget=budget, **timeouts)
     spool_dir = spool or default_spool_dir()
     store_url = None if no_store else (store or default_store_url())
-    params = MakeProbeRunParams(targets=inputs.targets, options=options, location=location,
+    nettests = _suite(tests, test is not None and test.strip() != "all", tls, None,
+                      timeouts, table, mmdb, telegram_dc, facebook_asn, signal_ca, tor_targets, tor_bridge,
+                      vpn_config, throttle_target, throttle_address, throttle_path, control)
+    if not inputs.targets and not nettests:
+        raise _fail("nothing to measure", EXIT_USAGE)
+    params = MakeProbeRunParams(targets=inputs.targets if web else [], options=options, location=location,
                                 spool=Spool(spool_dir), fingerprints=_fingerprints(fingerprints),
                                 store_url=store_url, concurrency=concurrency, client_resolver=resolver,
-                                annotations=annotations)
+                                annotations=annotations, tests=nettests)
     if scenario_clock is not None:
         params.clock = scenario_clock.now
-    if control is None:
+    if control is None and params.targets:
         err.print("[yellow]warning:[/] no control helper (--control): verdicts will be inconclusive unless a "
                   "blockpage fingerprint proves blocking")
     _stop_on_sigterm()
@@ -193,6 +230,32 @@ def run(
         raise typer.Exit(code)
     raise typer.Exit(_run_scheduled(params, period, scenario_clock, json_out, collector, tls, upload_attempts,
                                     upload_timeout))
+
+
+def _suite(tests, explicit, tls, budget, timeouts, table, mmdb, telegram_dc, facebook_asn, signal_ca, tor_targets,
+           tor_bridge, vpn_config, throttle_target, throttle_address, throttle_path, control):
+    """The non-URL nettests of this run (probe/suite.py); a bad flag or file is a clear error."""
+    from netvigil.control.asn import asn_lookup
+    from netvigil.probe.suite import SuiteOptions, build_nettests
+
+    for path in (*tor_targets, *vpn_config, *([signal_ca] if signal_ca else [])):
+        if not path.is_file():
+            raise _fail(f"no such file: {path}", EXIT_MISSING)
+    try:
+        lookup = asn_lookup(mmdb=[mmdb] if mmdb else [], lab_table=table)
+        opts = SuiteOptions(tls=tls, budget=budget, timeouts={k: v for k, v in timeouts.items()
+                                                              if k != "control_timeout"},
+                            asn_lookup=lookup, telegram_dcs=tuple(telegram_dc), facebook_asns=tuple(facebook_asn),
+                            signal_ca=str(signal_ca) if signal_ca else None, tor_targets=tuple(tor_targets),
+                            tor_bridges=tuple(tor_bridge), vpn_configs=tuple(vpn_config),
+                            throttle_targets=tuple(throttle_target), throttle_address=throttle_address,
+                            throttle_path=throttle_path, control_url=control, control_tls=tls)
+        nettests, notes = build_nettests([t for t in tests if t != "web_connectivity"], opts, explicit=explicit)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0], EXIT_USAGE) from None
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}")
+    return nettests
 
 
 def _scenario_clock(path: Path | None):

@@ -20,7 +20,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from netvigil.analysis import FingerprintDB, analyze
 from netvigil.codec import decode_measurement
@@ -30,6 +30,7 @@ from netvigil.probe.envelope import Clock, ReportInfo, encode_measurement, make_
 from netvigil.probe.geo import ProbeLocation
 from netvigil.probe.inputs import Target
 from netvigil.probe.nettests import web_connectivity as wc
+from netvigil.probe.suite import Nettest
 from netvigil.probe.spool import Spool
 from netvigil.store import StoreBatch, open_store
 
@@ -53,6 +54,7 @@ class MakeProbeRunParams:
     on_result: Callable[[ProbeResult], None] | None = None
     clock: Clock = wall_clock             # stamps measurement_start_time and test_start_time
     annotations: dict[str, str] = field(default_factory=dict)   # extra OONI annotations (probe_region)
+    tests: list[Nettest] = field(default_factory=list)          # other nettests, after the URL pool (suite.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ class ProbeResult:
 
 @dataclass(slots=True)
 class ProbeRunSummary:
-    report_id: str
+    report_id: str                     # Web Connectivity's report (or the first test's, without URLs)
+    reports: dict[str, str] = field(default_factory=dict)   # test name -> report id
     measured: int = 0
     spooled: int = 0
     stored: int = 0
@@ -91,7 +94,7 @@ class ProbeRunSummary:
         return self.measured / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict:
-        return {"report_id": self.report_id, "measured": self.measured, "spooled": self.spooled,
+        return {"report_id": self.report_id, "reports": self.reports, "measured": self.measured, "spooled": self.spooled,
                 "stored": self.stored, "probe_errors": self.probe_errors, "seconds": round(self.seconds, 3),
                 "urls_per_second": round(self.rate, 3), "outcomes": dict(self.outcomes),
                 "results": [r.as_dict() for r in self.results]}
@@ -103,13 +106,16 @@ def make_probe_run(params: MakeProbeRunParams) -> ProbeRunSummary:
 
 async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
     started = params.clock()
-    report = ReportInfo(
-        test_name=wc.TEST_NAME, test_version=wc.TEST_VERSION,
-        report_id=make_report_id(wc.TEST_NAME, params.location, started), test_start_time=started,
-        location=params.location, test_helpers=wc.test_helpers(params.options),
-        annotations=dict(params.annotations),
-    )
-    summary = ProbeRunSummary(report_id=report.report_id)
+
+    def report_for(name: str, version: str, helpers: dict | None) -> ReportInfo:
+        return ReportInfo(test_name=name, test_version=version,
+                          report_id=make_report_id(name, params.location, started), test_start_time=started,
+                          location=params.location, test_helpers=helpers, annotations=dict(params.annotations))
+
+    report = report_for(wc.TEST_NAME, wc.TEST_VERSION, wc.test_helpers(params.options))
+    reports = ([report] if params.targets else []) + [report_for(t.name, t.version, t.helpers) for t in params.tests]
+    summary = ProbeRunSummary(report_id=reports[0].report_id if reports else report.report_id,
+                              reports={r.test_name: r.report_id for r in reports})
     queue: asyncio.Queue[Target | None] = asyncio.Queue()
     for target in params.targets:
         queue.put_nowait(target)
@@ -117,7 +123,7 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
     for _ in range(workers):
         queue.put_nowait(None)
     control = ControlClient(params.options.control_url, tls=params.options.control_tls, max_idle=params.concurrency) \
-        if params.options.control_url else None
+        if params.options.control_url and params.targets else None
     pending = StoreBatch()
     store_lock = asyncio.Lock()
     t0 = time.perf_counter()
@@ -135,24 +141,32 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
             written = await asyncio.to_thread(store.write_batch, batch)
         summary.stored += written.new
 
+    async def account(result: ProbeResult, batch: StoreBatch | None) -> None:
+        summary.measured += 1
+        summary.spooled += bool(result.uid)
+        summary.outcomes[result.outcome] += 1
+        summary.probe_errors += result.probe_error is not None
+        summary.results.append(result)
+        if batch is not None:
+            pending.measurements += batch.measurements
+            pending.observations += batch.observations
+            pending.verdicts += batch.verdicts
+            await flush()
+        if params.on_result is not None:
+            params.on_result(result)
+
     async def worker() -> None:
         while (target := await queue.get()) is not None:
-            result, batch = await _measure_one(target, report, params, control)
-            summary.measured += 1
-            summary.spooled += bool(result.uid)
-            summary.outcomes[result.outcome] += 1
-            summary.probe_errors += result.probe_error is not None
-            summary.results.append(result)
-            if batch is not None:
-                pending.measurements += batch.measurements
-                pending.observations += batch.observations
-                pending.verdicts += batch.verdicts
-                await flush()
-            if params.on_result is not None:
-                params.on_result(result)
+            await account(*await _measure_one(target, report, params, control))
+
+    async def other_tests() -> None:
+        # One test after another (each runs its own checks concurrently), beside the URL pool.
+        for test, test_report in zip(params.tests, reports[-len(params.tests):] if params.tests else []):
+            for input_ in test.inputs:
+                await account(*await _measure_nettest(test, input_, test_report, params))
 
     try:
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        await asyncio.gather(other_tests(), *(worker() for _ in range(workers if params.targets else 0)))
         await flush(force=True)
     finally:
         if control is not None:
@@ -172,21 +186,54 @@ async def _measure_one(target: Target, report: ReportInfo, params: MakeProbeRunP
             tk = await wc.measure(target.url, params.options, control=control,
                                   client_resolver=params.client_resolver)
     except Exception as exc:  # noqa: BLE001 - a probe bug must cost one URL, not the run
-        return ProbeResult(url=target.url, uid="", outcome="probe_error", method=None, rule=None,
-                           ooni_blocking=None, ooni_accessible=None, seconds=time.monotonic() - t0,
-                           probe_error=f"{type(exc).__name__}: {exc}"[:300]), None
-    runtime = time.monotonic() - t0
-    raw = encode_measurement(report, target.url, started, runtime, tk)
+        return _probe_error(target.url, exc, t0), None
+    return await _record(report, target.url, started, time.monotonic() - t0, tk, params)
+
+
+async def _measure_nettest(test: Nettest, input_: str | None, report: ReportInfo,
+                           params: MakeProbeRunParams) -> tuple[ProbeResult, StoreBatch | None]:
+    started = params.clock()
+    t0 = time.monotonic()
+    try:
+        async with asyncio.timeout(test.budget + BUDGET_GRACE):
+            tk = await test.measure(input_)
+    except Exception as exc:  # noqa: BLE001 - a probe bug must cost one measurement, not the run
+        return _probe_error(input_ or test.name, exc, t0), None
+    return await _record(report, input_, started, time.monotonic() - t0, tk, params)
+
+
+def _probe_error(what: str, exc: Exception, t0: float) -> ProbeResult:
+    return ProbeResult(url=what, uid="", outcome="probe_error", method=None, rule=None, ooni_blocking=None,
+                       ooni_accessible=None, seconds=time.monotonic() - t0,
+                       probe_error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def _record(report: ReportInfo, input_: str | None, started: Any, runtime: float, tk: Any,
+                  params: MakeProbeRunParams) -> tuple[ProbeResult, StoreBatch]:
+    """Encode, spool (durably, before anything else happens to it), judge; the verdict that sums it up first
+    blocked/throttled, for the display."""
+    raw = encode_measurement(report, input_, started, runtime, tk)
     m = decode_measurement(raw)
-    await asyncio.to_thread(params.spool.put, raw, m.uid)      # durable before anything else happens to it
+    await asyncio.to_thread(params.spool.put, raw, m.uid)
     observations, verdicts = analyze(m, params.fingerprints)
     batch = StoreBatch(measurements=[m], observations=observations, verdicts=verdicts)
-    v: Verdict | None = verdicts[0] if verdicts else None
+    v: Verdict | None = _headline(verdicts)
     return ProbeResult(
-        url=target.url, uid=m.uid, outcome=v.outcome if v else "inconclusive", method=v.method if v else None,
-        rule=v.rule_ids[0] if v and v.rule_ids else None, ooni_blocking=tk.blocking, ooni_accessible=tk.accessible,
+        url=input_ or report.test_name, uid=m.uid, outcome=v.outcome if v else "inconclusive",
+        method=v.method if v else None, rule=v.rule_ids[0] if v and v.rule_ids else None,
+        ooni_blocking=getattr(tk, "blocking", None), ooni_accessible=getattr(tk, "accessible", None),
         seconds=runtime,
     ), batch
+
+
+_SEVERITY = {"blocked": 0, "throttled": 1, "down": 2, "inconclusive": 3, "ok": 4}
+
+
+def _headline(verdicts: list[Verdict]) -> Verdict | None:
+    """Web Connectivity has one verdict; a messenger or Tor measurement one per target: show the worst."""
+    if not verdicts:
+        return None
+    return min(verdicts, key=lambda v: _SEVERITY.get(v.outcome, 5))
 
 
 @dataclass(frozen=True, slots=True)
