@@ -25,6 +25,7 @@ import msgspec
 import orjson
 
 from netvigil.model.archival import TEST_KEYS_TYPES, MeasurementEnvelope
+from netvigil.model.throughput import THROUGHPUT_TEST_KEYS_TYPES
 from netvigil.model.measurement import Measurement, SourceRef
 
 __all__ = [
@@ -57,7 +58,8 @@ class BadRecord(Exception):
 
 
 _ENVELOPE = msgspec.json.Decoder(MeasurementEnvelope, strict=False)
-_TEST_KEYS = {name: msgspec.json.Decoder(t, strict=False) for name, t in TEST_KEYS_TYPES.items()}
+_TEST_KEYS = {name: msgspec.json.Decoder(t, strict=False)
+              for name, t in {**TEST_KEYS_TYPES, **THROUGHPUT_TEST_KEYS_TYPES}.items()}
 _ANY = msgspec.json.Decoder()
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 _REQUIRED = ("test_name", "measurement_start_time")

@@ -27,6 +27,8 @@ from netvigil.analysis.verdicts import (
     web_connectivity as web_connectivity_v,
     whatsapp as whatsapp_v,
 )
+from netvigil.analysis.observations import speedtest as speedtest_obs, throttling as throttling_obs
+from netvigil.analysis.verdicts import speedtest as speedtest_v, throttling as throttling_v
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Verdict
@@ -54,6 +56,8 @@ OBSERVERS: dict[str, Observer] = {
     "facebook_messenger": facebook_messenger_obs.make_observations,
     "signal": signal_obs.make_observations,
     "tor": tor_obs.make_observations,
+    "throttling": throttling_obs.make_observations,
+    "speedtest": speedtest_obs.make_observations,
     **{name: circumvention_obs.make_observations for name in circumvention_obs.TESTS},
 }
 
@@ -64,6 +68,8 @@ JUDGES: dict[str, Judge] = {
     "facebook_messenger": _no_fingerprints(facebook_messenger_v.make_verdicts),
     "signal": _no_fingerprints(signal_v.make_verdicts),
     "tor": _no_fingerprints(tor_v.make_verdicts),
+    "throttling": _no_fingerprints(throttling_v.make_verdicts),
+    "speedtest": _no_fingerprints(speedtest_v.make_verdicts),
     **{name: _no_fingerprints(circumvention_v.make_verdicts) for name in circumvention_obs.TESTS},
 }
 

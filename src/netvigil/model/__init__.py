@@ -5,6 +5,7 @@ from netvigil.model.measurement import Measurement, SourceRef
 from netvigil.model.observation import Observation, ObservationKind, Origin
 from netvigil.model.incident import CostRange, Evidence, Incident, IncidentType, Scope
 from netvigil.model.signal import EntityType, OutageEvent, Signal
+from netvigil.model.throughput import SpeedtestTestKeys, ThrottlingTestKeys, ThroughputSample
 from netvigil.model.verdict import Method, Outcome, Verdict
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "Method", "Outcome", "Verdict",
     "CostRange", "Evidence", "Incident", "IncidentType", "Scope",
     "EntityType", "OutageEvent", "Signal",
+    "SpeedtestTestKeys", "ThrottlingTestKeys", "ThroughputSample",
 ]

@@ -21,6 +21,7 @@ __all__ = ["ALL", "NETTESTS", "Nettest", "SuiteOptions", "build_nettests", "pars
 WEB = "web_connectivity"
 NETTESTS = (WEB, "whatsapp", "telegram", "facebook_messenger", "signal", "tor", "vpn", "throttling", "speedtest")
 ALL = "all"
+BANDWIDTH_TESTS = frozenset({"throttling", "speedtest"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Nettest:
     measure: Callable[[str | None], Awaitable[Any]]
     budget: float
     helpers: dict | None = None
+    bandwidth: bool = False      # measures throughput: runs alone, after the URL pool, so pages do not share the link
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +83,21 @@ def build_nettests(names: list[str], opts: SuiteOptions, *, explicit: bool) -> t
     """The Nettests for `names` (Web Connectivity excluded: the runner's URL pool does it) and notes on tests
     left out for lack of inputs. With `explicit` (the user named the test), a test without inputs is an error
     (ValueError); in `all` it is left out with a note."""
-    from netvigil.probe.nettests import (
-        facebook_messenger,
-        signal,
-        speedtest,
-        telegram,
-        throttling,
-        tor,
-        vpn,
-        whatsapp,
-    )
+    import importlib
+
+    def module(name: str) -> Any:
+        # Only the named tests are imported: throttling loads scipy (seconds), on purpose before any timed decision.
+        return importlib.import_module(f"netvigil.probe.nettests.{name}")
 
     tests: list[Nettest] = []
     notes: list[str] = []
 
-    def add(module: Any, o: Any) -> None:
-        inputs = module.default_inputs(o)
+    def add(test: Any, o: Any) -> None:
+        inputs = test.default_inputs(o)
         if not inputs:
-            raise ValueError(f"{module.TEST_NAME}: nothing to measure")
-        tests.append(Nettest(module.TEST_NAME, module.TEST_VERSION, inputs, partial(module.measure, opts=o),
-                             o.budget, module.test_helpers(o)))
+            raise ValueError(f"{test.TEST_NAME}: nothing to measure")
+        tests.append(Nettest(test.TEST_NAME, test.TEST_VERSION, inputs, partial(test.measure, opts=o),
+                             o.budget, test.test_helpers(o), bandwidth=test.TEST_NAME in BANDWIDTH_TESTS))
 
     def skip(name: str, why: str) -> None:
         if explicit:
@@ -109,29 +106,32 @@ def build_nettests(names: list[str], opts: SuiteOptions, *, explicit: bool) -> t
 
     messenger = dict(tls=opts.tls, asn_lookup=opts.asn_lookup, **_kw(opts, *_STEPS))
     for name in names:
+        if name == "web_connectivity":
+            continue
+        mod = module(name)
         if name == "whatsapp":
-            add(whatsapp, whatsapp.WhatsAppOptions(**messenger))
+            add(mod, mod.WhatsAppOptions(**messenger))
         elif name == "telegram":
             extra = {"datacenters": opts.telegram_dcs} if opts.telegram_dcs else {}
-            add(telegram, telegram.TelegramOptions(**messenger, **extra))
+            add(mod, mod.TelegramOptions(**messenger, **extra))
         elif name == "facebook_messenger":
             extra = {"expected_asns": frozenset(opts.facebook_asns)} if opts.facebook_asns else {}
-            add(facebook_messenger, facebook_messenger.FacebookMessengerOptions(**messenger, **extra))
+            add(mod, mod.FacebookMessengerOptions(**messenger, **extra))
         elif name == "signal":
-            add(signal, signal.SignalOptions(**messenger, ca_file=opts.signal_ca))
+            add(mod, mod.SignalOptions(**messenger, ca_file=opts.signal_ca))
         elif name == "tor":
-            targets = tor.make_targets(files=opts.tor_targets, bridges=opts.tor_bridges) \
+            targets = mod.make_targets(files=opts.tor_targets, bridges=opts.tor_bridges) \
                 if (opts.tor_targets or opts.tor_bridges) else None
             if targets is not None and targets.problems:
                 raise ValueError("tor targets: " + "; ".join(str(p) for p in targets.problems[:5]))
             extra = {"targets": targets.targets} if targets is not None else {}
-            add(tor, tor.TorOptions(**extra, **_kw(opts, *_STEPS)))
+            add(mod, mod.TorOptions(**extra, **_kw(opts, *_STEPS)))
         elif name == "vpn":
-            endpoints = [e for p in opts.vpn_configs for e in vpn.load_vpn_config(p)]
+            endpoints = [e for p in opts.vpn_configs for e in mod.load_vpn_config(p)]
             if not endpoints:
                 skip("vpn", "no endpoints (give --vpn-config; provider sites are Web Connectivity URLs)")
                 continue
-            add(vpn, vpn.VpnOptions(endpoints=tuple(endpoints),
+            add(mod, mod.VpnOptions(endpoints=tuple(endpoints),
                                     **_kw(opts, "budget", "dns_timeout", "connect_timeout")))
         elif name == "throttling":
             extra: dict[str, Any] = {}
@@ -141,10 +141,10 @@ def build_nettests(names: list[str], opts: SuiteOptions, *, explicit: bool) -> t
                 extra["address"] = opts.throttle_address
             if opts.throttle_path:
                 extra["path"] = opts.throttle_path
-            add(throttling, throttling.ThrottlingOptions(**extra))
+            add(mod, mod.ThrottlingOptions(**extra))
         elif name == "speedtest":
             if not opts.control_url:
                 skip("speedtest", "needs --control (the helper serves the speed endpoints)")
                 continue
-            add(speedtest, speedtest.SpeedtestOptions(control_url=opts.control_url, tls=opts.control_tls))
+            add(mod, mod.SpeedtestOptions(control_url=opts.control_url, tls=opts.control_tls))
     return tests, notes

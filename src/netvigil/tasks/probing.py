@@ -159,14 +159,19 @@ async def run_probe(params: MakeProbeRunParams) -> ProbeRunSummary:
         while (target := await queue.get()) is not None:
             await account(*await _measure_one(target, report, params, control))
 
-    async def other_tests() -> None:
-        # One test after another (each runs its own checks concurrently), beside the URL pool.
-        for test, test_report in zip(params.tests, reports[-len(params.tests):] if params.tests else []):
-            for input_ in test.inputs:
-                await account(*await _measure_nettest(test, input_, test_report, params))
+    test_reports = list(zip(params.tests, reports[-len(params.tests):] if params.tests else []))
+
+    async def other_tests(bandwidth: bool) -> None:
+        # One test after another (each runs its own checks concurrently).
+        for test, test_report in test_reports:
+            if test.bandwidth == bandwidth:
+                for input_ in test.inputs:
+                    await account(*await _measure_nettest(test, input_, test_report, params))
 
     try:
-        await asyncio.gather(other_tests(), *(worker() for _ in range(workers if params.targets else 0)))
+        # Messengers and Tor beside the URL pool; throughput tests after it, alone on the link.
+        await asyncio.gather(other_tests(False), *(worker() for _ in range(workers if params.targets else 0)))
+        await other_tests(True)
         await flush(force=True)
     finally:
         if control is not None:
