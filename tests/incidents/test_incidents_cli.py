@@ -36,7 +36,7 @@ def store_path(tmp_path_factory) -> str:
     verdicts = campaign(56, ISPS, URLS, state)
     for v in verdicts:
         if v.outcome == "inconclusive":
-            v.rule_ids = ["wc.control.missing"]
+            v.rule_ids = ["wc.control.missing.unreached"]
     measurements = [decode_measurement(orjson.dumps({
         "measurement_uid": v.measurement_uid, "test_name": "web_connectivity", "input": v.input,
         "probe_cc": v.probe_cc, "probe_asn": v.probe_asn, "measurement_start_time": v.measurement_start_time,

@@ -117,8 +117,8 @@ def labkit() -> LabKit:
 @pytest.fixture(scope="session")
 def az_campaign(tmp_path_factory):
     """One az-2020 campaign per session: probes in every ISP client through the scenario, the real collector, one
-    store and the ground truth (`netvigil lab campaign`). NETVIGIL_CAMPAIGN=short runs 4-13 Nov in 1-day rounds
-    (~45 s) instead of the whole 49 days in 12 h rounds (~5.5 min)."""
+    store and the ground truth (`netvigil lab campaign`): the whole 49 days in 8 h rounds (~7 min; three rounds
+    fall inside the scenario's day-long events). NETVIGIL_CAMPAIGN=short runs 4-13 Nov in 1-day rounds (~45 s)."""
     import datetime as dt
 
     from netvigil.lab.campaign import CampaignParams, run_campaign
@@ -126,7 +126,8 @@ def az_campaign(tmp_path_factory):
 
     require_lab()
     _STARTED.add("camp")
-    params = CampaignParams(out=tmp_path_factory.mktemp("az-campaign") / "out", scenario="az-2020", name="camp")
+    params = CampaignParams(out=tmp_path_factory.mktemp("az-campaign") / "out", scenario="az-2020", name="camp",
+                            round=dt.timedelta(hours=8))
     if os.environ.get("NETVIGIL_CAMPAIGN") == "short":
         az = dt.timezone(dt.timedelta(hours=4))
         params.round = dt.timedelta(days=1)

@@ -14,7 +14,7 @@ from netvigil.model.verdict import Method, Outcome
 
 __all__ = ["Rule", "RULES", "RULES_VERSION", "rule"]
 
-RULES_VERSION = 1
+RULES_VERSION = 2  # 2: wc.control.missing.unreached split off wc.control.missing
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 _BAD = {Outcome.BLOCKED.value, Outcome.THROTTLED.value}
+_PASSES = ((IncidentType.SERVICE_BASED.value, Outcome.BLOCKED.value),
+           (IncidentType.THROTTLING.value, Outcome.THROTTLED.value))
 _CONCLUSIVE = _BAD | {Outcome.OK.value}
 UTC = dt.timezone.utc
 
@@ -65,12 +67,7 @@ class SeriesKey:
 class NetEpisode:
     key: SeriesKey
     episode: Episode
-
-    @property
-    def kind(self) -> str:
-        throttled = self.episode.outcomes.get(Outcome.THROTTLED.value, 0)
-        blocked = self.episode.outcomes.get(Outcome.BLOCKED.value, 0)
-        return IncidentType.THROTTLING.value if throttled > blocked else IncidentType.SERVICE_BASED.value
+    kind: str = IncidentType.SERVICE_BASED.value   # or throttling: which pass found it
 
 
 @dataclass(slots=True)
@@ -136,7 +133,12 @@ def episodes_of(verdicts: Iterable[Verdict], services: ServiceMap, params: Incid
     out: list[NetEpisode] = []
     for key, points in sorted(_series(verdicts, services, coverage).items()):
         points.sort(key=lambda p: (p.time, p.uid))
-        out.extend(NetEpisode(key, e) for e in detect_episodes(points, params.blocking))
+        # Two passes over one series: blocking (blocked vs ok) and throttling (throttled vs ok). Each ignores the
+        # other's bad verdicts, so a slow national link (throttled pages) neither starts nor ends a blocking
+        # stretch, and blocked pages (which transfer nothing) do not count as throttled.
+        for kind, bad in _PASSES:
+            series = [p for p in points if not p.bad or p.outcome == bad]
+            out.extend(NetEpisode(key, e, kind) for e in detect_episodes(series, params.blocking))
     return out
 
 

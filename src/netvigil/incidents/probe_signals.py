@@ -12,19 +12,21 @@ from collections.abc import Iterable
 
 from netvigil.incidents.detect import parse_time
 from netvigil.model.signal import EntityType, Signal
-from netvigil.model.verdict import Outcome, Verdict
+from netvigil.model.verdict import Verdict
 
 __all__ = ["BOTH_FAIL_RULES", "both_failed", "probe_signals"]
 
 DATASOURCE = "probe:both-fail"
 
-# Verdict rules that mean "the probe's operation failed and the control could not tell why": the control helper
-# itself was unreachable (Web Connectivity's `wc.control.missing`), or control and probe both failed (`down`).
-BOTH_FAIL_RULES = frozenset({"wc.control.missing"})
+# Verdict rules that mean "the probe reached nothing and neither did it reach the control helper": Web
+# Connectivity's `wc.control.missing.unreached` (no DNS answer or no TCP connect, no control answer). A blocked
+# site with a flaky control (`wc.control.missing`: the probe got past TCP) is not an outage; nor is `down`, where the
+# control was reached and the site failed for both.
+BOTH_FAIL_RULES = frozenset({"wc.control.missing.unreached"})
 
 
 def both_failed(v: Verdict) -> bool:
-    return v.outcome == Outcome.DOWN.value or bool(v.rule_ids and v.rule_ids[0] in BOTH_FAIL_RULES)
+    return bool(v.rule_ids and v.rule_ids[0] in BOTH_FAIL_RULES)
 
 
 def probe_signals(verdicts: Iterable[Verdict], *, step: dt.timedelta, start: dt.datetime | None = None,

@@ -127,26 +127,29 @@ def _merge_spans(spans: list[tuple[dt.datetime, dt.datetime | None]]) -> list[tu
     return out
 
 
-def detected_blocking(incidents: Iterable[Incident], scenario: Scenario) -> list[Interval]:
+def detected_blocking(incidents: Iterable[Incident], scenario: Scenario,
+                      kind: str = IncidentType.SERVICE_BASED.value) -> list[Interval]:
     """Per ASN x target id: the start and end each incident's evidence gives (a target id from the URL's host)."""
     by_host = {n: t.id for t in scenario.targets for n in t.names}
     out: list[Interval] = []
     for inc in incidents:
-        if inc.type not in (IncidentType.SERVICE_BASED.value, IncidentType.THROTTLING.value):
+        if inc.type != kind:
             continue
         starts: dict[tuple[str, str], dt.datetime] = {}
         ends: dict[tuple[str, str], dt.datetime] = {}
+        unobserved: dict[tuple[str, str], dt.datetime] = {}
         for e in inc.evidence:
             host = urlsplit(e.target or "").hostname or ""
             key = (e.asn or "", by_host.get(host, host))
             if e.role == "start":
                 starts[key] = min(starts.get(key, e.time), e.time)
-            elif e.role in ("end", "before-end"):
-                # "end" is the first good verdict; an end that could not be observed is dated by "before-end".
-                if e.role == "end" or key not in ends:
-                    ends[key] = max(ends.get(key, e.time), e.time) if e.role == "end" else e.time
+            elif e.role == "end":      # the first good verdicts: the end is the earliest of them
+                ends[key] = min(ends.get(key, e.time), e.time)
+            elif e.role == "before-end":  # dates an end that could not be observed (a region gone dark)
+                unobserved[key] = max(unobserved.get(key, e.time), e.time)
         for key, s in sorted(starts.items()):
-            out.append(Interval(key[0], key[1], s, ends.get(key) if inc.end is not None else None))
+            end = ends.get(key, unobserved.get(key)) if inc.end is not None else None
+            out.append(Interval(key[0], key[1], s, end))
     return out
 
 
@@ -191,3 +194,27 @@ def score_incidents(incidents: Sequence[Incident], truth: Iterable[GroundTruth],
     blocking.left_out = left_out
     outage = _match(outages, detected_outages(incidents), tolerance)
     return blocking, outage
+
+
+def throttling_inside_truth(incidents: Sequence[Incident], truth: Iterable[GroundTruth], scenario: Scenario,
+                            tolerance: dt.timedelta) -> tuple[int, int]:
+    """(throttling detections that lie inside a throttling policy the censor had on for that network, all
+    throttling detections): Web Connectivity sees whole-network throttling only as slow pages here and there, so
+    these are checked for being true, not for covering the policy."""
+    windows: dict[str, list[tuple[dt.datetime, dt.datetime | None]]] = defaultdict(list)
+    on: dict[tuple, dt.datetime] = {}
+    for g in sorted(truth, key=lambda g: g.time):
+        if not g.technique.startswith(_UNSEEN):
+            continue
+        ident = (g.isp, g.target, g.policy)
+        if g.state == "on":
+            on[ident] = g.time
+        elif ident in on:
+            windows[_asn(scenario, g.isp)].append((on.pop(ident), g.time))
+    for (isp, _, _), t in on.items():
+        windows[_asn(scenario, isp)].append((t, None))
+    detected = detected_blocking(incidents, scenario, IncidentType.THROTTLING.value)
+    inside = sum(1 for d in detected if any(
+        s - tolerance <= d.start and (e is None or (d.end is not None and d.end <= e + tolerance))
+        for s, e in windows.get(d.asn, ())))
+    return inside, len(detected)

@@ -45,6 +45,9 @@ R_NO_TEST_KEYS = rule("wc.no_test_keys", INCONCLUSIVE, None, 0.0, "weak",
                       "The measurement carries no test keys: nothing to judge.")
 R_NO_CONTROL = rule("wc.control.missing", INCONCLUSIVE, None, 0.3, "weak",
                     "The control failed or is absent and nothing else proves blocking.")
+R_NO_CONTROL_UNREACHED = rule("wc.control.missing.unreached", INCONCLUSIVE, None, 0.3, "weak",
+                              "No control, and the probe reached nothing: no DNS answer or no TCP connect "
+                              "succeeded (the network itself may be down; the probe-side outage signal counts it).")
 R_NO_CONTROL_HTTPS_OK = rule("wc.control.missing.https_ok", OK, None, 0.6, "moderate",
                              "No control, but the page loaded over validated TLS.")
 R_DNS_FINGERPRINT = rule("wc.dns.fingerprint", BLOCKED, Method.DNS, 1.0, "confirmed",
@@ -656,5 +659,9 @@ def _judge_without_control(ctx: _Context, http_rows: list[Observation]) -> _Judg
         if final.failure is None and final.http_status and _https(final) and final.http_status < 400:
             ctx.fired.append(R_NO_CONTROL_HTTPS_OK.rule_id)
             return _Judgement(R_NO_CONTROL_HTTPS_OK, [final.observation_id], detail)
+    if not any(r.failure is None for r in ctx.probe.get("tcp", [])):
+        ids = [r.observation_id for r in (*ctx.probe.get("dns", []), *ctx.probe.get("tcp", []))]
+        ctx.fired.append(R_NO_CONTROL_UNREACHED.rule_id)
+        return _Judgement(R_NO_CONTROL_UNREACHED, ids, detail + "; the probe reached nothing")
     ctx.fired.append(R_NO_CONTROL.rule_id)
     return _Judgement(R_NO_CONTROL, [], detail)
