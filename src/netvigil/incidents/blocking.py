@@ -12,7 +12,10 @@ verdicts meets the rule, then blocked until a run of good verdicts meets it:
   stand in for independent probes, so one broken run cannot make an incident).
 
 The change is dated at the window's first verdict of the new state (so the error is at most one probing round), and
-the verdicts that met the rule, plus the last verdict of the old state before them, are kept as evidence. The rule is online: a
+the verdicts that met the rule, plus the last verdict of the old state before them, are kept as evidence. One refinement
+dates onsets more closely: an inconclusive verdict whose probe failed the way blocking makes it fail, but without a
+control to compare (*weak*, e.g. Web Connectivity's `wc.control.missing`), never counts for the rule, yet when it
+lies between the last good verdict and the first bad one it is the earliest sign of the change and dates the start. The rule is online: a
 series that is blocked at the end of the data stays open (an ongoing incident), and appending data never moves an
 earlier decision.
 """
@@ -47,6 +50,8 @@ class Point:
     outcome: str
     method: str | None = None
     confidence: float = 0.0
+    weak: bool = False    # inconclusive, but the probe failed where blocking would make it fail (no control)
+    neutral: bool = False # judged by the other pass (throttled, in the blocking pass): the target answered
 
 
 @dataclass(slots=True)
@@ -66,6 +71,7 @@ class Episode:
     confidence_sum: float = 0.0
     last_bad: Point | None = None      # the latest bad verdict (dates an end that could not be observed)
     end_observed: bool = True          # False: closed at last_bad because the network went dark (detect.py)
+    earliest_sign: Point | None = None # a weak failure that dates the start before the first bad verdict
 
     @property
     def confidence(self) -> float:
@@ -82,7 +88,18 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
     window: list[Point] = []
     last_same: Point | None = None  # the latest verdict of the current state that left the window
     current: Episode | None = None
+    trouble: Point | None = None  # clear state: the earliest weak point since the last good verdict
     for p in points:
+        if p.weak:
+            if not blocked and trouble is None:
+                trouble = p
+            continue
+        if p.neutral:
+            if not blocked:
+                trouble = None
+            continue
+        if not blocked and not p.bad:
+            trouble = None
         if current is not None:
             _count(current, p)
         window.append(p)
@@ -97,8 +114,12 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
         first = new[0]
         before = next((q for q in reversed(window) if q.time < first.time and q.bad == blocked), last_same)
         if not blocked:
-            current = Episode(start=first.time, end=None, start_evidence=new[: rule.min_measurements],
-                              before_start=before)
+            # The change happened after `before` (the last good verdict): a weak failure before the first bad
+            # verdict is the earliest sign of it, and dates the start.
+            start = trouble.time if trouble is not None and trouble.time < first.time and (
+                before is None or trouble.time > before.time) else first.time
+            current = Episode(start=start, end=None, start_evidence=new[: rule.min_measurements],
+                              before_start=before, earliest_sign=trouble if start != first.time else None)
             for q in window:
                 if q.time >= first.time:
                     _count(current, q)
@@ -114,6 +135,7 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
                     _uncount(current, q)
             current = None
         blocked = not blocked
+        trouble = None
         last_same = new[-1]
         window = [q for q in window if q.time > new[-1].time]
     return episodes

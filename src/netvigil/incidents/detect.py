@@ -9,6 +9,7 @@ data ends it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections import Counter, defaultdict
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 _BAD = {Outcome.BLOCKED.value, Outcome.THROTTLED.value}
+# Inconclusive verdicts that still date an onset (blocking.py): the probe failed past TCP, the control was missing.
+WEAK_RULES = frozenset({"wc.control.missing"})
 _PASSES = ((IncidentType.SERVICE_BASED.value, Outcome.BLOCKED.value),
            (IncidentType.THROTTLING.value, Outcome.THROTTLED.value))
 _CONCLUSIVE = _BAD | {Outcome.OK.value}
@@ -116,13 +119,14 @@ def _series(verdicts: Iterable[Verdict], services: ServiceMap, coverage: Coverag
         region = v.probe_region or ""
         if coverage is not None:
             coverage.add(v.probe_cc, v.probe_asn, region, t)
-        if v.outcome not in _CONCLUSIVE:
+        weak = bool(v.rule_ids) and v.rule_ids[0] in WEAK_RULES
+        if v.outcome not in _CONCLUSIVE and not weak:
             continue
         key = SeriesKey(v.probe_cc, v.probe_asn, region, services.service_of(v.test_name, v.target, v.domain),
                         v.test_name, v.target)
         series[key].append(Point(time=t, uid=v.measurement_uid, report=v.report_id or v.measurement_uid,
                                  bad=v.outcome in _BAD, outcome=v.outcome, method=v.method,
-                                 confidence=v.confidence))
+                                 confidence=v.confidence, weak=weak))
     return series
 
 
@@ -137,7 +141,8 @@ def episodes_of(verdicts: Iterable[Verdict], services: ServiceMap, params: Incid
         # other's bad verdicts, so a slow national link (throttled pages) neither starts nor ends a blocking
         # stretch, and blocked pages (which transfer nothing) do not count as throttled.
         for kind, bad in _PASSES:
-            series = [p for p in points if not p.bad or p.outcome == bad]
+            series = [p if p.weak or not p.bad or p.outcome == bad else dataclasses.replace(p, neutral=True)
+                      for p in points]
             out.extend(NetEpisode(key, e, kind) for e in detect_episodes(series, params.blocking))
     return out
 
@@ -288,6 +293,8 @@ def _evidence(members: Sequence[NetEpisode], params: IncidentParams) -> list[Evi
         e = m.episode
         if e.before_start is not None:
             out.append(_ev("before-start", e.before_start, m.key))
+        if e.earliest_sign is not None:
+            out.append(_ev("start", e.earliest_sign, m.key))
         out.extend(_ev("start", p, m.key) for p in e.start_evidence[:n])
         if e.end is not None:
             if e.before_end is not None:

@@ -35,8 +35,10 @@ def probe_signals(verdicts: Iterable[Verdict], *, step: dt.timedelta, start: dt.
     both probe and control (1.0 = everything reachable, 0.0 = nothing; None = no measurement in that bucket).
 
     Buckets are aligned to ``start`` (default: the first measurement's time floored to ``step``) and run to ``end``
-    (default: the last measurement). Networks whose probes carry regions get one signal per region (entity
-    ``region``, code ``CC/region``, ``asn`` set), so a regional cut does not look like half an ISP failing.
+    (default: the last measurement). A network whose probes sit in several regions gets one signal per region
+    (entity ``region``, code ``CC/region``, ``asn`` set), so a regional cut does not look like half an ISP failing;
+    a network measured in one region only is one ``asn`` signal (its region says nothing about scope). Regions of
+    probes in different networks are never mixed into one signal.
     """
     seconds = int(step.total_seconds())
     if seconds <= 0:
@@ -59,6 +61,9 @@ def probe_signals(verdicts: Iterable[Verdict], *, step: dt.timedelta, start: dt.
     origin = int(start.timestamp()) if start is not None else first - first % seconds
     stop = int(end.timestamp()) if end is not None else last + 1
     n = max(0, -(-(stop - origin) // seconds))
+    regions_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for cc, asn, region in counts:
+        regions_of[(cc, asn)].add(region)
     signals: list[Signal] = []
     for (cc, asn, region), cells in sorted(counts.items()):
         total = [0] * n
@@ -69,7 +74,7 @@ def probe_signals(verdicts: Iterable[Verdict], *, step: dt.timedelta, start: dt.
                 total[i] += t_all
                 fine[i] += t_ok
         values = [None if total[i] == 0 else round(fine[i] / total[i], 4) for i in range(n)]
-        if region:
+        if region and len(regions_of[(cc, asn)]) > 1:
             entity_type, code = EntityType.REGION.value, f"{cc}/{region}"
         else:
             entity_type, code = EntityType.ASN.value, asn

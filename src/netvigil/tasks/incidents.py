@@ -72,7 +72,7 @@ def make_incidents(p: MakeIncidentsParams) -> IncidentRun:
     run.episodes = len(episodes)
     run.probe_signals = signals
     config = p.detector or DetectorConfig()
-    events = [_with_network(e, signals) for e in detect_outages(signals, config)]
+    events = detect_outages(signals, config)   # each event keeps its signal's network (asns) and country
     run.outage_events = events
     incidents = blocking_incidents(episodes, coverage, p.params)
     outages = merge_network_outages(incidents_from_outages(events), p.params.merge_window, coverage)
@@ -88,14 +88,6 @@ def make_incidents(p: MakeIncidentsParams) -> IncidentRun:
         incidents.extend(incidents_from_outages(stored))
     run.incidents = select(link_related(incidents), p.filter)
     return run
-
-
-def _with_network(e: OutageEvent, signals: list[Signal]) -> OutageEvent:
-    """A probe-side event keeps the network (and country) of the signal it came from."""
-    for s in signals:
-        if s.entity_type == e.entity_type and s.entity_code == e.entity_code and s.datasource == e.datasource:
-            return msgspec.structs.replace(e, asns=[s.asn] if s.asn else e.asns, country=e.country or s.country)
-    return e
 
 
 def merge_network_outages(incidents: list[Incident], window: dt.timedelta, coverage: Coverage) -> list[Incident]:
