@@ -79,10 +79,10 @@ def incidents(
     signals_dir: Annotated[Optional[Path], typer.Option("--signals-dir", help="Stored signals and imported outage "
                                                                               "events (default: data dir).")] = None,
     no_signals: Annotated[bool, typer.Option("--no-stored-signals", help="Ignore stored signals/events.")] = False,
-    min_measurements: Annotated[int, typer.Option(help="Evidence rule: verdicts needed for a change.")] = 2,
+    min_measurements: Annotated[int, typer.Option(help="Evidence rule: verdicts needed for a change.")] = 3,
     min_share: Annotated[float, typer.Option(help="Evidence rule: their share of the window.")] = 0.6,
     min_reports: Annotated[int, typer.Option(help="Evidence rule: distinct reports among them.")] = 2,
-    window: Annotated[int, typer.Option(help="Evidence rule: conclusive verdicts looked at together.")] = 3,
+    window: Annotated[int, typer.Option(help="Evidence rule: conclusive verdicts looked at together.")] = 4,
     merge_window: Annotated[str, typer.Option(help="Onsets this close on different networks are one event.")] = "12h",
     cost: Annotated[bool, typer.Option("--cost/--no-cost", help="Price each incident (needs World Bank data: "
                                                                   "`netvigil data update --economics`).")] = True,

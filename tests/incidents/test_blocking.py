@@ -30,8 +30,8 @@ def rounds(e_time: dt.datetime | None) -> float | None:
 def test_onset_and_end_are_the_first_verdicts_of_the_new_state() -> None:
     [e] = detect_episodes(points("....xxxx...."))
     assert (rounds(e.start), rounds(e.end)) == (4, 8)
-    assert [p.uid for p in e.start_evidence] == ["u4", "u5"] and e.before_start.uid == "u3"
-    assert [p.uid for p in e.end_evidence] == ["u8", "u9"] and e.before_end.uid == "u7"
+    assert [p.uid for p in e.start_evidence] == ["u4", "u5", "u6"] and e.before_start.uid == "u3"
+    assert [p.uid for p in e.end_evidence] == ["u8", "u9", "u10"] and e.before_end.uid == "u7"
     assert (e.bad, e.good) == (4, 0)
 
 
@@ -45,6 +45,22 @@ def test_blocked_at_the_end_of_the_data_is_ongoing_and_later_data_does_not_move_
     [early] = detect_episodes(points("...xxxx"))
     [later] = detect_episodes(points("...xxxx" + "xxx..."))
     assert early.end is None and early.start == later.start and rounds(later.end) == 10
+
+
+def test_an_odd_early_verdict_does_not_move_the_onset() -> None:
+    """A failure, then a good verdict, then the real onset: the change is dated after the last good verdict."""
+    [e] = detect_episodes(points("x.xxxx..."))
+    assert (rounds(e.start), rounds(e.end), e.before_start.uid) == (2, 6, "u1")
+
+
+def test_a_weak_failure_just_before_the_first_bad_verdict_dates_the_onset() -> None:
+    pts = points("..?xxx...")
+    pts[2] = Point(pts[2].time, "u2", "r2", False, "inconclusive", None, 0.3, weak=True)
+    [e] = detect_episodes(pts)
+    assert rounds(e.start) == 2 and [p.uid for p in e.start_evidence] == ["u3", "u4", "u5"]
+    pts[1] = Point(pts[1].time, "u1", "r1", False, "inconclusive", None, 0.3, weak=True)
+    [e] = detect_episodes(pts)
+    assert rounds(e.start) == 2   # only the weak verdict directly before the first bad one dates it
 
 
 def test_one_report_alone_is_not_enough() -> None:

@@ -33,10 +33,10 @@ __all__ = ["BlockingRule", "Episode", "Point", "detect_episodes"]
 @dataclass(frozen=True, slots=True)
 class BlockingRule:
     rule_id: str = "inc.blocking.v1"
-    min_measurements: int = 2
+    min_measurements: int = 3
     min_share: float = 0.6
     min_reports: int = 2
-    window: int = 3          # conclusive verdicts looked at together
+    window: int = 4          # conclusive verdicts looked at together
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +88,20 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
     window: list[Point] = []
     last_same: Point | None = None  # the latest verdict of the current state that left the window
     current: Episode | None = None
-    trouble: Point | None = None  # clear state: the earliest weak point since the last good verdict
+    trouble: Point | None = None  # clear state: a weak point directly before the latest bad one
+    last_weak: Point | None = None  # the latest weak point with nothing conclusive after it
     for p in points:
         if p.weak:
-            if not blocked and trouble is None:
-                trouble = p
+            last_weak = p
             continue
         if p.neutral:
-            if not blocked:
-                trouble = None
+            last_weak = None
             continue
-        if not blocked and not p.bad:
+        if not blocked and p.bad and last_weak is not None and trouble is None:
+            trouble = last_weak
+        elif not blocked and not p.bad:
             trouble = None
+        last_weak = None
         if current is not None:
             _count(current, p)
         window.append(p)
@@ -111,14 +113,18 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
         if (len(new) < rule.min_measurements or len(new) < rule.min_share * len(window)
                 or len({q.report for q in new}) < rule.min_reports):
             continue
-        first = new[0]
-        before = next((q for q in reversed(window) if q.time < first.time and q.bad == blocked), last_same)
+        # The change happened after the window's last verdict of the old state: date it at the first verdict of
+        # the new state after that one (an odd early verdict, followed by one of the old state, is noise).
+        old_state = [q for q in window if q.bad == blocked]
+        first = next((q for q in new if not old_state or q.time > old_state[-1].time), new[0])
+        before = old_state[-1] if old_state else last_same
         if not blocked:
-            # The change happened after `before` (the last good verdict): a weak failure before the first bad
-            # verdict is the earliest sign of it, and dates the start.
+            # A weak failure directly before the first bad verdict (nothing conclusive between) is the earliest
+            # sign of the change, and dates the start.
             start = trouble.time if trouble is not None and trouble.time < first.time and (
                 before is None or trouble.time > before.time) else first.time
-            current = Episode(start=start, end=None, start_evidence=new[: rule.min_measurements],
+            proof = [q for q in new if q.time >= first.time] or new
+            current = Episode(start=start, end=None, start_evidence=proof[: rule.min_measurements],
                               before_start=before, earliest_sign=trouble if start != first.time else None)
             for q in window:
                 if q.time >= first.time:
@@ -127,7 +133,7 @@ def detect_episodes(points: Iterable[Point], rule: BlockingRule = BlockingRule()
         else:
             assert current is not None
             current.end = first.time
-            current.end_evidence = new[: rule.min_measurements]
+            current.end_evidence = ([q for q in new if q.time >= first.time] or new)[: rule.min_measurements]
             current.before_end = before
             # The window's verdicts from the end on were counted into the episode; they belong after it.
             for q in window:
