@@ -61,3 +61,9 @@ def fingerprints(fingerprints_dir: Path):
 def economics_dir() -> Path:
     """World Bank / ITU inputs of the cost model."""
     return require_shared_path("economics")
+
+
+@pytest.fixture(scope="session")
+def shutdowns_dir() -> Path:
+    """Access Now STOP sheets and IODA's investigated outages."""
+    return require_shared_path("shutdowns")

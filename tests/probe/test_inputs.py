@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
-import importlib.util
 import shutil
 import threading
 from pathlib import Path
@@ -27,19 +26,9 @@ from netvigil.probe.inputs import (
 from netvigil.tasks.data import DataUpdateError
 
 
-def _root_conftest():
-    """tests/conftest.py under a name of its own: a bare `import conftest` may find another folder's conftest."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_netvigil_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def lists_dir() -> Path:
-    return _root_conftest().require_shared_path("ooni", "test-lists")
+def lists_dir(test_lists_dir: Path) -> Path:
+    return test_lists_dir
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

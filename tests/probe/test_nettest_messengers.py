@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import random
-import select
-import signal as signals
 import ssl
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 import pytest
+from test_netx import run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab_servers"))
+from servers_harness import random_net, start_servers, stop_servers  # noqa: E402
 
 from netvigil.analysis import analyze
 from netvigil.codec import decode_measurement
@@ -40,7 +38,6 @@ from netvigil.probe.geo import ProbeLocation
 from netvigil.probe.nettests import facebook_messenger, signal, telegram, whatsapp
 from netvigil.probe.netx import TLSConfig
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 HTTP, HTTPS, WA5222, DNS_PORT = 18080, 18443, 15222, 15353
 FB = ("b-api.facebook.com", "b-graph.facebook.com", "edge-mqtt.facebook.com", "stun.fbsbx.com")
 SIGNAL_HOSTS = ("textsecure-service.whispersystems.org", "storage.signal.org")
@@ -72,17 +69,10 @@ class Lab:
                 "connect_timeout": 2.0, "tls_timeout": 0.6, "http_timeout": 1.0}
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("messengers")
-    rng = random.SystemRandom()
-    net = f"127.{rng.randint(100, 250)}.{rng.randint(1, 250)}"
+    net = random_net()
     n = lambda i: f"{net}.{i}"  # noqa: E731
     zones = {
         "e1.whatsapp.net": [n(20)], "e2.whatsapp.net": [n(20)], "e3.whatsapp.net": [n(98)],
@@ -110,49 +100,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         "dns": [{"bind": n(53), "role": "authoritative", "port": DNS_PORT}],
         "web": [{"http_port": HTTP, "https_port": HTTPS, **w} for w in web],
     }
-    (root / "spec.json").write_text(json.dumps(spec))
-    proc = subprocess.Popen([sys.executable, "-m", "netvigil.lab.servers", str(root / "spec.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    assert proc.stdout is not None and proc.stderr is not None
-    out, deadline = b"", time.monotonic() + 30
-    while b"READY\n" not in out:
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(5)
-            pytest.fail("lab servers did not start within 30 s")
-        if select.select([proc.stdout], [], [], 0.1)[0]:
-            data = os.read(proc.stdout.fileno(), 4096)
-            if not data:
-                proc.wait(5)
-                pytest.fail(f"lab servers exited {proc.returncode}: {proc.stderr.read().decode()}")
-            out += data
-    yield Lab(net, root)
-    proc.send_signal(signals.SIGTERM)
+    proc = start_servers(spec, root)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        yield Lab(net, root)
     finally:
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-def run(coro_fn: Callable[[], Awaitable[object]], timeout: float = 20.0) -> object:
-    """Run one test coroutine; afterwards no task may be left and no socket open."""
-    fds_before = len(os.listdir("/proc/self/fd"))
-
-    async def main() -> object:
-        async with asyncio.timeout(timeout):
-            result = await coro_fn()
-        await asyncio.sleep(0)
-        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert not left, f"tasks left running: {left}"
-        return result
-
-    result = asyncio.run(main())
-    assert len(os.listdir("/proc/self/fd")) <= fds_before, "a socket was left open"
-    return result
+        stop_servers(proc)
 
 
 @contextlib.asynccontextmanager

@@ -1,28 +1,13 @@
-"""Fixtures for the tracker tests: the real STOP/IODA files in ../shared/data/shutdowns and a CLI runner."""
+"""Fixtures for the tracker tests: a CLI runner (the real STOP/IODA files come from tests/conftest.py's
+`shutdowns_dir`)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
-
-
-def _root_conftest():
-    """tests/conftest.py under a name of its own: a bare `import conftest` may find another folder's conftest."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_netvigil_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def shutdowns_dir() -> Path:
-    return _root_conftest().require_shared_path("shutdowns")
 
 
 @pytest.fixture(scope="session")

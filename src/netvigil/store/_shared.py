@@ -32,6 +32,7 @@ __all__ = [
     "normalize",
     "predicates",
     "rows_of",
+    "stream_sql",
     "stream_verdict",
 ]
 
@@ -146,6 +147,20 @@ def export_predicates(
 # What the incident stage reads of a verdict (``decisive`` and ``detail`` stay in the store), and its order.
 STREAM_COLUMNS = tuple(c for c in VERDICTS.column_names if c not in ("decisive", "detail"))
 STREAM_ORDER = ("probe_cc", "probe_asn", TIME_COLUMN, "verdict_id")
+
+
+def stream_sql(filters: Mapping[str, Any] | None, since: datetime | None, until: datetime | None, *, bind: Bind,
+               final: str = "", nulls_last: str = "") -> str:
+    """The verdict stream's query for both backends (``final``: ClickHouse's " FINAL"; ``nulls_last``: its
+    " ASC NULLS LAST", DuckDB's default already)."""
+    unknown = [c for c in filters or {} if c not in STREAM_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown verdict column(s) {unknown}")
+    where = predicates(filters or {}, since, until, time_column=TIME_COLUMN, bind=bind)
+    sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM verdicts{final}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY " + ", ".join(c + nulls_last for c in STREAM_ORDER)
 
 
 def stream_verdict(row: Sequence[Any]) -> Verdict:

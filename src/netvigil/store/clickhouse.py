@@ -51,14 +51,13 @@ import msgspec
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
 from netvigil.store._shared import (
-    STREAM_COLUMNS,
-    STREAM_ORDER,
     TIME_COLUMN,
     export_columns,
     export_predicates,
     first_unknown,
     predicates,
     rows_of,
+    stream_sql,
     stream_verdict,
 )
 from netvigil.store._staging import stage_measurements
@@ -417,15 +416,8 @@ class ClickHouseStore(Store):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[Iterator[Verdict]]:
-        unknown = [c for c in filters or {} if c not in STREAM_COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown verdict column(s) {unknown}")
         binder = _Binder()
-        where = predicates(filters or {}, since, until, time_column=TIME_COLUMN, bind=binder)
-        sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM verdicts FINAL"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(c + " ASC NULLS LAST" for c in STREAM_ORDER)
+        sql = stream_sql(filters, since, until, bind=binder, final=" FINAL", nulls_last=" ASC NULLS LAST")
         client = self._connect(self.database)
 
         def rows() -> Iterator[Verdict]:

@@ -33,11 +33,10 @@ import zstandard
 from netvigil.model.verdict import Verdict
 from netvigil.store._shared import TIME_COLUMN as _TIME_COLUMN
 from netvigil.store._shared import (
-    STREAM_COLUMNS,
-    STREAM_ORDER,
     export_columns,
     export_predicates,
     predicates,
+    stream_sql,
     stream_verdict,
 )
 from netvigil.store._shared import first_unknown as _first_unknown
@@ -174,14 +173,8 @@ class DuckDBStore(Store):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[Iterator[Verdict]]:
-        unknown = [c for c in filters or {} if c not in STREAM_COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown verdict column(s) {unknown}")
-        where, params = _predicates(filters or {}, since, until, time_column=_TIME_COLUMN)
-        sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM verdicts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(STREAM_ORDER)
+        params: list[Any] = []
+        sql = stream_sql(filters, since, until, bind=_bind_into(params))
         # A cursor of its own: DuckDB streams one result per connection.
         cursor = self._con.cursor()
         try:
