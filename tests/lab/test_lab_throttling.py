@@ -1,18 +1,17 @@
-"""The `throttling` and `speedtest` nettests in the censorship lab (scenario tests/lab/scenarios/throttling.toml,
-lab name "thr").
+"""The `throttling` and `speedtest` nettests in the censorship lab.
 
-Russia 2021 (Xue et al.): the censor polices TLS flows whose SNI names twimg.com/twitter.com to 130 kbit/s on
-ISPs rostel and mts; ISP base is never throttled by SNI. Each decision downloads from the twimg server's address
-with the target SNI, a random SNI and no SNI, and decides with Wehe's statistics and a confirmation round.
+Must show, on the shipped scenarios: in `ru-2021-throttle` (Xue et al.: the censor polices TLS flows whose SNI names
+twimg.com/twitter.com to 130 kbit/s on ISPs rostel and mts from 10:00 on 10 March) throttling is detected for
+abs.twimg.com in >= 19 of 20 decisions (half on rostel, half on mts) with the plateau within 20 % of the policer's
+130 kbit/s; in `baseline` (nothing throttled) 0 false throttling verdicts in 20 decisions against its large-file
+server; every decision within 10 s. Each decision downloads from one server address with the target SNI, a random
+SNI and no SNI, and decides with Wehe's statistics and a confirmation round. NETVIGIL_THR_RUNS sets the counts
+(default 20); the four clients run at the same time. The figures (outcomes, plateaus, decision times) are printed;
+run with -s to see them.
 
-Must show: throttling detected for abs.twimg.com in >= 19 of 20 decisions (here half on rostel, half on mts, whose
-whole network is also slowed to 2 Mbit/s) with the plateau within 20 % of the policer's 130 kbit/s; 0 false
-detections in 20 decisions on base; every decision within 10 s. NETVIGIL_THR_RUNS sets the count (default 20);
-the three clients run at the same time (each ISP has its own link): the 40 decisions take 90-100 s, the module
-about 2 minutes. The figures (outcomes, plateaus, decision times) are printed; run with -s to see them.
-
-The speed test, against the real control helper's /speed endpoints: base (a 20 Mbit/s line) measures near
-20 Mbit/s, mts (held to 2 Mbit/s as a whole) near 2 Mbit/s, so a network throttled as a whole shows as such.
+The speed test, against the real control helper's /speed endpoints, runs in tests/lab/scenarios/throttling.toml
+(a copy of ru-2021-throttle with an untouched ISP `base` on a 20 Mbit/s line and mts held to 2 Mbit/s as a whole):
+base measures near 20 Mbit/s, mts near 2 Mbit/s, so a network throttled as a whole shows as such.
 """
 
 from __future__ import annotations
@@ -68,7 +67,8 @@ for _ in range(args["runs"]):
     sys.stdout.flush()
 """
 
-ASN = {"rostel": "AS64548", "mts": "AS64549", "base": "AS64550"}
+ASN = {"rostel": "AS64548", "mts": "AS64549", "base": "AS64550", "alpha": "AS64601", "beta": "AS64602"}
+BASELINE_TARGET = "largefile.example"
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +98,47 @@ def _collect(proc: subprocess.Popen, timeout: float) -> list:
 
 
 @pytest.fixture(scope="module")
-def decisions(lab, tmp_path_factory) -> dict[str, list]:
-    """RUNS decisions on the throttled ISPs (split between rostel and mts) and RUNS on base, all at once."""
+def ru_lab(labkit) -> Iterator[Lab]:
+    """The shipped ru-2021-throttle, running until its SNI policers are on (10:00 scenario time, ~10 s in)."""
+    lab = labkit.start_lab("ru-2021-throttle", "thrru")
+    try:
+        deadline = time.monotonic() + 60
+        while not {"twitter-fixed", "twitter-mobile"} <= {r.policy for r in lab.truth() if r.state == "on"}:
+            assert time.monotonic() < deadline, "the SNI policers never switched on"
+            time.sleep(0.5)
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def base_lab(labkit) -> Iterator[Lab]:
+    lab = labkit.start_lab("baseline", "thrbase")
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def decisions(ru_lab, base_lab, tmp_path_factory) -> dict[str, list]:
+    """RUNS decisions on the throttled ISPs of ru-2021-throttle (split between rostel and mts) and RUNS in baseline
+    (split between alpha and beta), all four clients at once."""
     tmp = tmp_path_factory.mktemp("thr")
-    on_rostel = (RUNS + 1) // 2
+    half = (RUNS + 1) // 2
     started = time.monotonic()
-    runs = {"rostel": on_rostel, "mts": RUNS - on_rostel, "base": RUNS}
-    procs = {isp: _start(lab, isp, tmp / f"{isp}.jsonl", test="throttling", runs=n, target=TARGET, path=PATH)
-             for isp, n in runs.items()}
+    procs = {
+        "rostel": _start(ru_lab, "rostel", tmp / "rostel.jsonl", test="throttling", runs=half, target=TARGET,
+                         path=PATH),
+        "mts": _start(ru_lab, "mts", tmp / "mts.jsonl", test="throttling", runs=RUNS - half, target=TARGET,
+                      path=PATH),
+        "alpha": _start(base_lab, "alpha", tmp / "alpha.jsonl", test="throttling", runs=half,
+                        target=BASELINE_TARGET, path=PATH),
+        "beta": _start(base_lab, "beta", tmp / "beta.jsonl", test="throttling", runs=RUNS - half,
+                       target=BASELINE_TARGET, path=PATH),
+    }
     out = {isp: _collect(p, timeout=30 + 15 * RUNS) for isp, p in procs.items()}
+    out["base"] = out.pop("alpha") + out.pop("beta")
     out["wall_seconds"] = time.monotonic() - started
     return out
 
@@ -160,11 +192,11 @@ def test_throttled_isps_detect_twimg_with_the_policers_rate(decisions):
     assert all(m.envelope.test_runtime <= 10.0 for m in throttled)
 
 
-def test_baseline_isp_has_no_false_detection(decisions):
+def test_baseline_has_no_false_detection(decisions):
     base = decisions["base"]
-    _report("base (not throttled)", base)
+    _report("baseline (nothing throttled)", base)
     sizes = [len(m.raw) for isp in ("rostel", "mts", "base") for m in decisions[isp]]
-    print(f"wall time of all {2 * RUNS} decisions, three clients at once: {decisions['wall_seconds']:.1f} s; "
+    print(f"wall time of all {2 * RUNS} decisions, four clients at once: {decisions['wall_seconds']:.1f} s; "
           f"measurement size median/max {statistics.median(sizes) / 1024:.0f}/{max(sizes) / 1024:.0f} KiB")
     assert len(base) == RUNS
     verdicts = [_verdict(m) for m in base]
@@ -173,10 +205,10 @@ def test_baseline_isp_has_no_false_detection(decisions):
     assert all(m.envelope.test_runtime <= 10.0 for m in base)
 
 
-def test_ground_truth_names_the_policers(lab):
-    on = {(r.policy, r.isp, r.rate_bps) for r in lab.truth() if r.state == "on"}
+def test_ground_truth_names_the_policers(ru_lab, base_lab):
+    on = {(r.policy, r.isp, r.rate_bps) for r in ru_lab.truth() if r.state == "on"}
     assert {("twitter-fixed", "rostel", RATE), ("twitter-mobile", "mts", RATE)} <= on
-    assert not any(r.isp == "base" and r.technique == "throttle_sni" for r in lab.truth())
+    assert not any(r.technique.startswith("throttle") for r in base_lab.truth())
 
 
 def test_speedtest_shows_the_whole_network_throttled(lab, decisions, tmp_path):
