@@ -40,7 +40,7 @@ def _our_leftovers() -> list[str]:
     from netvigil.lab.plan import ns_prefix
 
     found = []
-    prefixes = tuple(ns_prefix(name) for name in _STARTED | {"clit", "crash", "camp"})
+    prefixes = tuple(ns_prefix(name) for name in _STARTED | {"clit", "crash"})
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(prefixes)]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
@@ -52,7 +52,7 @@ def _our_leftovers() -> list[str]:
             except OSError:
                 continue
             ours = ("netvigil.lab.censor", "netvigil.lab.servers", "netvigil.control")
-            if any(o in cmd for o in ours) and any(str(STATE_ROOT / name) in cmd for name in _STARTED | {"clit", "crash", "camp"}):
+            if any(o in cmd for o in ours) and any(str(STATE_ROOT / name) in cmd for name in _STARTED | {"clit", "crash"}):
                 found.append(f"process {pid}: {cmd[:120]}")
     return found
 
@@ -63,7 +63,7 @@ def nothing_left_behind() -> Iterator[None]:
     yield
     # The state directories (ground truth, logs) outlive `down` on purpose; the
     # suite's own are removed so it leaves nothing at all.
-    for name in sorted(_STARTED | {"clit", "crash", "camp"}):
+    for name in sorted(_STARTED | {"clit", "crash"}):
         if not (STATE_ROOT / name / "state.json").exists():
             shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
     if os.geteuid() != 0 or subprocess.run(["which", "nft"], capture_output=True).returncode != 0:

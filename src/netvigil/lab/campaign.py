@@ -287,10 +287,13 @@ def parse_round(text: str) -> dt.timedelta:
 def campaign_urls(scenario: Scenario) -> list[str]:
     """The URLs a campaign measures: ``https://<first name>/`` of every web target that serves a site, plus
     ``http://<first name>/`` where the scenario makes its site answer plain HTTP (``http_mode = "serve"``:
-    web.whatsapp.com in az-2020, which worked over HTTP but not HTTPS)."""
+    web.whatsapp.com in az-2020, which worked over HTTP but not HTTPS). Sites that stand in for an app's back end
+    (Telegram's data centres, WhatsApp's registration server, Signal's service) are left out: the messenger
+    nettests measure them, they are no page a test list carries."""
+    service_sites = ("telegram-dc", "whatsapp-registration", "signal-service")
     urls: list[str] = []
     for t in scenario.targets:
-        if t.kind != "web" or not t.names or "site" not in t.server:
+        if t.kind != "web" or not t.names or "site" not in t.server or t.server["site"] in service_sites:
             continue
         urls.append(f"https://{t.names[0]}/")
         if t.server.get("http_mode") == "serve":
