@@ -21,7 +21,8 @@ from netvigil.lab.score import score_incidents, throttling_inside_truth
 from netvigil.lab.truth import read_ground_truth
 from netvigil.tasks.incidents import MakeIncidentsParams, make_incidents
 
-pytestmark = pytest.mark.lab
+# The session's az-2020 campaign takes ~8 minutes; whichever test first needs it waits for it.
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,7 @@ def delivered(result: CampaignResult, client: str) -> list[dict]:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)  # the session campaign (~8 min) starts with whichever test first needs it
 def test_campaign_completes_with_everything_delivered_once(campaign):
     assert campaign.problems == [], campaign.problems
     doc = json.loads((campaign.out / "campaign.json").read_text())
@@ -96,6 +97,7 @@ def test_campaign_completes_with_everything_delivered_once(campaign):
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)  # the session campaign (~8 min) starts with whichever test first needs it
 def test_every_client_measures_every_round_in_scenario_time(campaign):
     urls = len(campaign.urls)
     assert urls == 21
@@ -112,6 +114,7 @@ def test_every_client_measures_every_round_in_scenario_time(campaign):
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)  # the session campaign (~8 min) starts with whichever test first needs it
 def test_measurements_from_the_cut_were_held_then_delivered_once_with_verdicts(campaign):
     from netvigil.store import open_store
 
@@ -143,6 +146,7 @@ def test_measurements_from_the_cut_were_held_then_delivered_once_with_verdicts(c
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)  # the session campaign (~8 min) starts with whichever test first needs it
 def test_verdicts_carry_the_client_region(campaign):
     from netvigil.store import open_store
 
@@ -155,6 +159,7 @@ def test_verdicts_carry_the_client_region(campaign):
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)  # the session campaign (~8 min) starts with whichever test first needs it
 def test_nothing_of_the_lab_is_left(campaign):
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [line for line in ns.splitlines() if line.startswith(f"nv-{LAB}-")]
