@@ -11,15 +11,13 @@ import csv
 import io
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from netvigil.config import data_dir
-from netvigil.tasks.data import DataUpdateError, replace_files
+from netvigil.tasks.data import DataUpdateError, download, replace_files
 
 __all__ = [
     "LEGEND_FILES",
@@ -341,22 +339,11 @@ def fetch_test_lists(
     fetched: list[tuple[str, bytes, int]] = []
     for name in names:
         url = base + name
-        body = _download(url, timeout)
+        body = download(url, timeout, limit=_MAX_DOWNLOAD, what="a test list")
         required = LEGEND_FILES.get(name, frozenset(TEST_LIST_COLUMNS))
         fetched.append((name, body, _count_rows(url, body, required)))
     replace_files(dest, [(name, body) for name, body, _ in fetched], "test lists")
     return {name: rows for name, _, rows in fetched}
-
-
-def _download(url: str, timeout: float) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the URL is ours or the user's
-            body = resp.read(_MAX_DOWNLOAD + 1)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataUpdateError(f"cannot download {url}: {exc}") from None
-    if len(body) > _MAX_DOWNLOAD:
-        raise DataUpdateError(f"{url} is larger than {_MAX_DOWNLOAD // (1024 * 1024)} MiB; not a test list")
-    return body
 
 
 def _count_rows(url: str, body: bytes, required: Iterable[str]) -> int:

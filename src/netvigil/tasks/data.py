@@ -36,6 +36,21 @@ class MakeDataUpdateParams:
     timeout: float = 30.0
 
 
+def download(url: str, timeout: float, *, limit: int, what: str) -> bytes:
+    """One GET with a size cap: the body, or DataUpdateError saying why (unreachable, too large)."""
+    from netvigil import __version__
+
+    request = urllib.request.Request(url, headers={"User-Agent": f"netvigil/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the URL is ours or the user's
+            body = resp.read(limit + 1)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataUpdateError(f"cannot download {url}: {exc}") from None
+    if len(body) > limit:
+        raise DataUpdateError(f"{url} is larger than {limit // (1024 * 1024)} MiB; not {what}")
+    return body
+
+
 def replace_files(dest: Path, files: Sequence[tuple[str, bytes]], what: str) -> None:
     """Write every file as a temporary file in ``dest``, then ``os.replace`` each into place: a download that fails
     half way leaves the previous files exactly as they were (callers fetch and check everything first)."""
@@ -67,11 +82,7 @@ def make_data_update(params: MakeDataUpdateParams) -> dict[str, int]:
     base = params.base_url if params.base_url.endswith("/") else params.base_url + "/"
     for name in FINGERPRINT_FILES:
         url = base + name
-        try:
-            with urllib.request.urlopen(url, timeout=params.timeout) as resp:  # noqa: S310 - URL is ours or the user's
-                body = resp.read(32 * 1024 * 1024)
-        except (urllib.error.URLError, OSError) as exc:
-            raise DataUpdateError(f"cannot download {url}: {exc}") from None
+        body = download(url, params.timeout, limit=32 * 1024 * 1024, what="a fingerprint CSV")
         try:
             text = body.decode("utf-8")
             reader = csv.DictReader(io.StringIO(text))

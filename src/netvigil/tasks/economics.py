@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
 
-from netvigil import __version__
 from netvigil.config import data_dir
 from netvigil.economics.indicators import (
     INDICATORS, Indicators, IndicatorSpec, owid_csv_rows, owid_csv_text, parse_indicator_csv, wdi_api_page,
     wdi_csv_text,
 )
 from netvigil.model.incident import Incident
-from netvigil.tasks.data import DataUpdateError, replace_files
+from netvigil.tasks.data import DataUpdateError, download, replace_files
 
 __all__ = [
     "WORLD_BANK_API", "OWID_INTERNET_USERS_URL", "EconomicsDataError", "default_economics_dir", "load_economics",
@@ -71,25 +68,12 @@ def load_economics(directory: Path) -> Indicators:
     return Indicators(tables=tables)
 
 
-def _get(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": f"netvigil/{__version__}",
-                                                   "Accept": "application/json, text/csv, */*"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the URL is ours or the user's
-            body = resp.read(_MAX_DOWNLOAD + 1)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataUpdateError(f"cannot download {url}: {exc}") from None
-    if len(body) > _MAX_DOWNLOAD:
-        raise DataUpdateError(f"{url} is larger than {_MAX_DOWNLOAD // (1024 * 1024)} MiB")
-    return body
-
-
 def _fetch_wdi(spec: IndicatorSpec, base: str, per_page: int, timeout: float) -> tuple[str, int]:
     rows: list[tuple[str, str, int, float]] = []
     page, pages = 1, 1
     while page <= pages:
         url = f"{base}country/all/indicator/{spec.source_id}?format=json&per_page={per_page}&page={page}"
-        body = _get(url, timeout)
+        body = download(url, timeout, limit=_MAX_DOWNLOAD, what="World Bank or OWID data")
         try:
             pages, page_rows = wdi_api_page(orjson.loads(body))
         except orjson.JSONDecodeError as exc:
@@ -106,7 +90,7 @@ def _fetch_wdi(spec: IndicatorSpec, base: str, per_page: int, timeout: float) ->
 
 
 def _fetch_owid(url: str, timeout: float) -> tuple[str, int]:
-    body = _get(url, timeout)
+    body = download(url, timeout, limit=_MAX_DOWNLOAD, what="World Bank or OWID data")
     try:
         rows = owid_csv_rows(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:

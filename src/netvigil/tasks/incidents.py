@@ -13,7 +13,14 @@ from pathlib import Path
 import msgspec
 
 from netvigil.incidents.aggregates import AggregateRow, aggregate_verdicts
-from netvigil.incidents.detect import Coverage, IncidentParams, blocking_incidents, episodes_of, incident_id
+from netvigil.incidents.detect import (
+    Coverage,
+    IncidentParams,
+    blocking_incidents,
+    episodes_of,
+    incident_id,
+    scope_of,
+)
 from netvigil.incidents.from_outages import incidents_from_outages
 from netvigil.incidents.listing import IncidentFilter, link_related, select
 from netvigil.incidents.outages import DetectorConfig, detect_outages
@@ -113,8 +120,7 @@ def merge_network_outages(incidents: list[Incident], window: dt.timedelta, cover
         start = min(i.start for i in g)
         end = None if any(i.end is None for i in g) else max(i.end for i in g)  # type: ignore[type-var]
         cc = g[0].country
-        measured = coverage.measured(cc or "", start, end)
-        scope = Scope.NATIONAL.value if len(measured) >= 2 and set(measured) <= set(asns) else Scope.SEVERAL_ISPS.value
+        scope = scope_of(cc or "", set(asns), {}, coverage, start, end)
         out.append(msgspec.structs.replace(
             g[0], incident_id=incident_id(IncidentType.FULL_NETWORK.value, cc, [], asns, [], start), scope=scope,
             asns=asns, start=start, end=end, evidence=[e for i in g for e in i.evidence],
