@@ -188,7 +188,7 @@ def campaign(
     name: Annotated[str, typer.Option("--name", "-n", help="Lab name: the lab to bring up, or the running lab to "
                                                            "use when SCENARIO is omitted.")] = "camp",
     speed: Annotated[Optional[float], typer.Option(min=1.0, help="Scenario seconds per real second. Default: one "
-                                                   "round every 2.75 real seconds.")] = None,
+                                                   "round every 3.5 real seconds.")] = None,
     round_: Annotated[str, typer.Option("--round", help="Scenario time between two runs of every probe.")] = "12h",
     start: Annotated[Optional[str], typer.Option("--from", help="Window start (scenario time, ISO or +offset from "
                                                  "the scenario start). Default: the scenario start.")] = None,

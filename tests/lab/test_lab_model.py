@@ -125,7 +125,13 @@ def test_ruleset_and_shaping_for_the_catalogue():
     assert "reject with tcp reset" in rules and "redirect to :10443" in rules
     assert rules.startswith("table inet netvigil\ndelete table inet netvigil\n")  # atomic replace
     assert render_shaping(plan, act)["i-gamma"] == 1_000_000
-    assert make_interception(load_scenario("baseline")).tcp == ()  # no relay without relay policies
+    # an access line shapes its ISP always; whole-ISP throttling goes below it, never above
+    assert render_shaping(plan, act, {"gamma": 5_000_000, "alpha": 8_000_000})["i-gamma"] == 1_000_000
+    assert render_shaping(plan, (), {"gamma": 5_000_000})["i-gamma"] == 5_000_000
+    assert render_shaping(plan, act, {"alpha": 8_000_000})["i-alpha"] == 8_000_000
+    base = load_scenario("baseline")
+    assert {i.id: i.line_bps for i in base.isps} == {"alpha": 50_000_000, "beta": 30_000_000}
+    assert make_interception(base).tcp == ()  # no relay without relay policies
 
 
 def test_clock():

@@ -71,10 +71,10 @@ COLLECTOR_ID = "collector"               # the `host` target the collector liste
 COLLECTOR_NAME = "collector.netvigil-lab.example"
 COLLECTOR_PORT = 80
 DEFAULT_ROUND = dt.timedelta(hours=12)
-DEFAULT_ROUND_SECONDS = 2.75             # real seconds per round when no speed is given (see docs/lab.md)
+DEFAULT_ROUND_SECONDS = 3.5              # real seconds per round when no speed is given (see docs/lab.md)
 PREROLL_SECONDS = 8.0                    # real seconds from the lab's clock start to the window's first round
 MIN_ROUND_SECONDS = 1.5
-MAX_BUDGET = 3.0                         # seconds one URL may take in the lab ...
+MAX_BUDGET = 2.5                         # seconds one URL may take in the lab ...
 BUDGET_SHARE = 0.85                      # ... and at most this share of a round, so that runs never overrun
 READY_TIMEOUT = 60.0
 CONTROL_CONCURRENCY = 256                # the control helper's default (64) answers 503 beyond that
@@ -91,7 +91,7 @@ class CampaignError(Exception):
 class ProbeSettings:
     """`probe run` flags for the lab. A silent drop costs a probe its whole step timeout, so in the lab, where
     every handshake completes in milliseconds, the step timeouts are 1-1.5 s (real probes: 5-20 s). The URL's budget
-    (and with it the HTTP and control timeouts) is by default 85 % of a round's real length, at most 3 s: a run
+    (and with it the HTTP and control timeouts) is by default 85 % of a round's real length, at most 2.5 s: a run
     then ends before the next round starts, and a page on a 2 Mbit/s throttled link still has time to arrive.
     Uploads try once per request and leave the rest to the next round's upload."""
 

@@ -85,8 +85,9 @@ class Censor:
         out = subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, capture_output=True)
         if out.returncode != 0:
             raise RuntimeError(f"nft rejected the ruleset: {out.stderr.strip()}\n{ruleset}")
-        old_shaping = render_shaping(self.plan, self.active)
-        for iface, rate in render_shaping(self.plan, new).items():
+        lines = {i.id: i.line_bps for i in self.scenario.isps}
+        old_shaping = render_shaping(self.plan, self.active, lines)
+        for iface, rate in render_shaping(self.plan, new, lines).items():
             if rate == old_shaping.get(iface) and self.active:
                 continue
             if rate is None:

@@ -153,9 +153,11 @@ def render_ruleset(plan: Plan, scenario: Scenario, active: tuple[Policy, ...], i
     return "\n".join(lines) + "\n"
 
 
-def render_shaping(plan: Plan, active: tuple[Policy, ...]) -> dict[str, int | None]:
-    """Backbone interface -> tbf rate (bit/s) for whole-ISP throttling, None where no shaper should be."""
-    out: dict[str, int | None] = {iface: None for iface in plan.isp_ifaces.values()}
+def render_shaping(plan: Plan, active: tuple[Policy, ...], lines: dict[str, int | None] | None = None,
+                   ) -> dict[str, int | None]:
+    """Backbone interface -> tbf rate (bit/s), None where no shaper should be: the ISP's access line (`lines`, ISP
+    id -> bit/s) or whole-ISP throttling, whichever is slower."""
+    out: dict[str, int | None] = {iface: (lines or {}).get(isp) for isp, iface in plan.isp_ifaces.items()}
     for p in active:
         if p.technique is Technique.THROTTLE_ISP and not p.regions:
             for isp in p.isps:

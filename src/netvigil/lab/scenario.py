@@ -119,6 +119,7 @@ class Isp:
     clients: tuple[Client, ...]
     kind: str = "fixed"  # fixed | mobile: STOP's affected_network
     resolver: str | None = None  # None: the plan assigns one
+    line_bps: int | None = None  # the access line's rate (not censorship: never in the ground truth); None: unshaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +359,7 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
     asns: set[int] = set()
     for i, raw in enumerate(doc.get("isps", [])):
         where = f"isps[{i}]"
-        _unknown_keys(raw, {"id", "name", "asn", "kind", "resolver", "clients"}, where)
+        _unknown_keys(raw, {"id", "name", "asn", "kind", "resolver", "clients", "line"}, where)
         isp_id = raw.get("id", "")
         if not _ID.match(isp_id):
             raise ScenarioError(f"{where}.id {isp_id!r}: use 1-10 lowercase letters/digits, starting with a letter")
@@ -378,8 +379,10 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         if not clients or len({c.name for c in clients}) != len(clients):
             raise ScenarioError(f"{where}: needs at least one client and unique client names")
         resolver = raw.get("resolver")
+        line = raw.get("line")
         isps.append(Isp(isp_id, raw.get("name", isp_id), asn, tuple(clients), raw.get("kind", "fixed"),
-                        _host_ip(resolver, f"{where}.resolver") if resolver else None))
+                        _host_ip(resolver, f"{where}.resolver") if resolver else None,
+                        _rate(line, f"{where}.line") if line is not None else None))
     if len({i.id for i in isps}) != len(isps):
         raise ScenarioError("isps: ids must be unique")
     if not isps:
