@@ -1,10 +1,12 @@
 """Issue 7's must-show on the lab's `az-2020` run: probes in every ISP through the whole scenario (the session's
 campaign, `az_campaign`), incidents detected from the store, scored against the censor's ground truth.
 
-- blocking per ISP x target, start and end within one probing round: the issue asks precision and recall >= 0.95;
-  measured on this 2-core machine: recall 0.93-0.99, precision 0.92-0.94 (congestion on Azercell's shared, throttled
-  2 Mbit/s link makes a few false "blocked" stretches — a lab artefact of compressed time, and OONI's own blind
-  spot). The test holds the floor we reliably reach (0.9 / 0.88) and prints the figures;
+- blocking per ISP x target, start and end within one probing round: precision and recall >= 0.95, as the issue
+  asks. Measured offline on two finished campaigns of this machine (docs/incidents.md): 0.992 / 0.992 and
+  1.000 / 1.000 with blocking rule v2 and the network rule `inc.network.v1` (before them: 0.917 / 0.932 and
+  0.936 / 0.992 — false stretches from Azercell's two probes congesting their one throttled 2 Mbit/s link, and
+  from a resolver that failed for a whole run on Bakcell and Azercell). The one remaining miss is an onset that
+  only a control-less TLS timeout dated (docs/incidents.md, "Known limits");
 - the early-November cut of the two state ISPs is a full-network incident;
 - the frontier region's restriction after 12 Nov is a regional full-network incident, still ongoing;
 - Bakinternet's day-long outage on 30 Sept is found too;
@@ -45,8 +47,8 @@ def test_blocking_matches_the_ground_truth(scored) -> None:
     print(f"blocking: {len(blocking.truth)} true ISP x target stretches, {len(blocking.detected)} detected, "
           f"precision {blocking.precision:.3f}, recall {blocking.recall:.3f}; left out: {blocking.left_out}")
     assert len(blocking.truth) >= 100, "the campaign must cover the scenario's blocking"
-    assert blocking.recall >= 0.9, f"missed: {_show(blocking.missed)}"
-    assert blocking.precision >= 0.88, f"spurious: {_show(blocking.spurious)}"
+    assert blocking.recall >= 0.95, f"missed: {_show(blocking.missed)}"
+    assert blocking.precision >= 0.95, f"spurious: {_show(blocking.spurious)}"
 
 
 def test_the_state_isp_cut_and_the_frontier_region_are_outages(scored) -> None:

@@ -18,6 +18,9 @@ control to compare (*weak*, e.g. Web Connectivity's `wc.control.missing`), never
 lies between the last good verdict and the first bad one it is the earliest sign of the change and dates the start. The rule is online: a
 series that is blocked at the end of the data stays open (an ongoing incident), and appending data never moves an
 earlier decision.
+
+What counts as bad, good or neutral in a pass (throttled pages, failures the network rule gives to the network) is
+decided by the caller (``detect.py``); this module only reads the flags.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ __all__ = ["BlockingRule", "Episode", "Point", "detect_episodes"]
 
 @dataclass(frozen=True, slots=True)
 class BlockingRule:
-    rule_id: str = "inc.blocking.v1"
+    # v2: in the blocking pass a throttled page counts as good and an unreached probe without control may repeat a
+    # DNS/TCP blocking (detect.py); v1 read throttled pages as neutral. The window rule itself is unchanged.
+    rule_id: str = "inc.blocking.v2"
     min_measurements: int = 3
     min_share: float = 0.6
     min_reports: int = 2
@@ -51,7 +56,8 @@ class Point:
     method: str | None = None
     confidence: float = 0.0
     weak: bool = False    # inconclusive, but the probe failed where blocking would make it fail (no control)
-    neutral: bool = False # judged by the other pass (throttled, in the blocking pass): the target answered
+    neutral: bool = False # says nothing in this pass (blocked, in the throttling pass; a network's failure)
+    rule: str = ""        # the verdict's deciding rule (what kind of failure it was: detect.py's network rule)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ data ends it.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -25,6 +26,7 @@ __all__ = [
     "Coverage",
     "IncidentParams",
     "NetEpisode",
+    "NetworkRule",
     "SeriesKey",
     "blocking_incidents",
     "coverage_of",
@@ -42,10 +44,53 @@ _PASSES = ((IncidentType.SERVICE_BASED.value, Outcome.BLOCKED.value),
 _CONCLUSIVE = _BAD | {Outcome.OK.value}
 UTC = dt.timezone.utc
 
+# What a verdict says about the network it was measured on (the network rule below). The probe could not reach the
+# target at all: its resolver failed, or every TCP connect failed (with or without a control to compare).
+REACH_FAILURE_RULES = frozenset({"wc.dns.failure", "wc.dns.redirect_hop_failure", "wc.tcp.blocked",
+                                 "wc.control.missing.unreached"})
+# The connection (and TLS) was made and the response never came: a censor's drop after the request looks like
+# this, and so does a link too slow to deliver the first bytes before the timeout.
+FETCH_FAILURE_RULES = frozenset({"wc.http.failure", "wc.https.failure"})
+# Inconclusive verdicts of a probe that reached nothing (no DNS answer or no TCP connect) and had no control.
+UNREACHED_RULES = frozenset({"wc.control.missing.unreached"})
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRule:
+    """``inc.network.v1``: a failure that most of the network shares at the same moment is the network's, not the
+    target's. A target's failure is compared with the network's other targets measured around it (same country,
+    ASN and probe region, within ``same_time``), leaving out targets that are themselves blocked then (a first
+    pass of the blocking rule), so that blocking of many targets never passes for a broken network:
+
+    - ``unreachable``: a DNS or TCP failure (``REACH_FAILURE_RULES``) while at least ``min_share`` of at least
+      ``min_reference`` other targets could not be reached either (the resolver or the link was down);
+    - ``slow``: a fetch that got no response (``FETCH_FAILURE_RULES``) while at least ``min_share`` of the other
+      targets that were fetched, and at least ``min_slow`` of them, came too slowly (``throttled``) or got no
+      response either (a slow or congested link).
+
+    Such a verdict is set aside: it neither starts, extends nor ends a blocked stretch. TLS handshake failures,
+    resets, blockpages and DNS tampering are never set aside (they are how blocking shows, and a slow link does not
+    make them).
+
+    The other way round (``repeat``): a probe that reached nothing and had no control (``UNREACHED_RULES``) while
+    the network reached at least ``1 - min_share`` of at least ``min_reference`` other targets failed on that target
+    alone; when the series' last conclusive verdict was a blocked DNS or TCP failure, it repeats it and counts as
+    one more blocked verdict (a control helper that failed to answer does not stop a blocking the previous verdict
+    proved; it never starts one)."""
+
+    rule_id: str = "inc.network.v1"
+    enabled: bool = True
+    repeat: bool = True
+    same_time: dt.timedelta = dt.timedelta(minutes=30)
+    min_reference: int = 3
+    min_share: float = 0.5
+    min_slow: int = 2
+
 
 @dataclass(frozen=True, slots=True)
 class IncidentParams:
     blocking: BlockingRule = BlockingRule()
+    network: NetworkRule = NetworkRule()
     # Onsets of one service on different networks closer than this are one event (a censor's order reaches ISPs
     # within hours); services whose incidents share networks and whose starts and ends lie this close are merged.
     merge_window: dt.timedelta = dt.timedelta(hours=12)
@@ -71,6 +116,7 @@ class NetEpisode:
     key: SeriesKey
     episode: Episode
     kind: str = IncidentType.SERVICE_BASED.value   # or throttling: which pass found it
+    set_aside: int = 0   # failures inside the stretch that the network rule gave to the network
 
 
 @dataclass(slots=True)
@@ -109,9 +155,28 @@ def parse_time(text: str | None) -> dt.datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+# What one verdict says about its network at that moment (the network rule): reached-and-fine, unreachable, slow.
+_OK, _UNREACHED, _SLOW, _OTHER = "ok", "unreached", "slow", "other"
+_NetKey = tuple[str, str, str]
+
+
+def _network_state(v: Verdict) -> str:
+    rule = v.rule_ids[0] if v.rule_ids else ""
+    if rule in REACH_FAILURE_RULES:
+        return _UNREACHED
+    if v.outcome == Outcome.THROTTLED.value or rule in FETCH_FAILURE_RULES:
+        return _SLOW
+    if v.outcome == Outcome.OK.value:
+        return _OK
+    return _OTHER
+
+
 def _series(verdicts: Iterable[Verdict], services: ServiceMap, coverage: Coverage | None
-            ) -> dict[SeriesKey, list[Point]]:
+            ) -> tuple[dict[SeriesKey, list[Point]], dict[_NetKey, list[tuple[dt.datetime, SeriesKey, str]]]]:
+    """The points of every series, and per network (country, ASN, region) every verdict's time, series and what it
+    says about the network (inconclusive ones included: a probe that reached nothing says the most)."""
     series: dict[SeriesKey, list[Point]] = defaultdict(list)
+    context: dict[_NetKey, list[tuple[dt.datetime, SeriesKey, str]]] = defaultdict(list)
     for v in verdicts:
         t = parse_time(v.measurement_start_time)
         if t is None or not v.probe_cc or not v.probe_asn:
@@ -119,31 +184,134 @@ def _series(verdicts: Iterable[Verdict], services: ServiceMap, coverage: Coverag
         region = v.probe_region or ""
         if coverage is not None:
             coverage.add(v.probe_cc, v.probe_asn, region, t)
-        weak = bool(v.rule_ids) and v.rule_ids[0] in WEAK_RULES
-        if v.outcome not in _CONCLUSIVE and not weak:
-            continue
         key = SeriesKey(v.probe_cc, v.probe_asn, region, services.service_of(v.test_name, v.target, v.domain),
                         v.test_name, v.target)
+        context[(v.probe_cc, v.probe_asn, region)].append((t, key, _network_state(v)))
+        rule = v.rule_ids[0] if v.rule_ids else ""
+        weak = rule in WEAK_RULES
+        if v.outcome not in _CONCLUSIVE and not weak and rule not in UNREACHED_RULES:
+            continue
         series[key].append(Point(time=t, uid=v.measurement_uid, report=v.report_id or v.measurement_uid,
                                  bad=v.outcome in _BAD, outcome=v.outcome, method=v.method,
-                                 confidence=v.confidence, weak=weak))
-    return series
+                                 confidence=v.confidence, weak=weak, rule=rule))
+    return series, context
+
+
+def _passes(points: list[Point], rule: BlockingRule, aside: frozenset[str] = frozenset(),
+            repeats: frozenset[str] = frozenset()) -> list[tuple[str, Episode]]:
+    """Both passes over one time-ordered series. ``aside``: uids of failures the network rule gave to the network;
+    ``repeats``: uids of unreached-without-control verdicts it gave to the target (they count as blocked when they
+    repeat a blocked DNS or TCP failure; other unreached verdicts are left out).
+
+    Blocking pass (blocked vs ok): a throttled page counts as good — it arrived, slowly, so the target is not
+    blocked (on a slow, congested link the odd timeout must not add up across throttled rounds into a blocked
+    stretch). Throttling pass (throttled vs ok): blocked pages are neutral, they transfer nothing and so say nothing
+    about speed."""
+    out: list[tuple[str, Episode]] = []
+    for kind, bad in _PASSES:
+        blocking = kind == IncidentType.SERVICE_BASED.value
+        series: list[Point] = []
+        last: Point | None = None   # the latest conclusive point of this pass
+        for p in points:
+            if p.rule in UNREACHED_RULES:
+                if (blocking and p.uid in repeats and last is not None and last.bad
+                        and last.rule in REACH_FAILURE_RULES):
+                    # Counts as blocked; keeps its own outcome (inconclusive) in the evidence.
+                    p = dataclasses.replace(p, bad=True, method=last.method)
+                else:
+                    continue
+            elif p.weak:
+                series.append(p)
+                continue
+            elif p.bad and p.uid in aside:
+                p = dataclasses.replace(p, neutral=True)
+            elif p.bad and p.outcome != bad:
+                p = dataclasses.replace(p, bad=False) if blocking else dataclasses.replace(p, neutral=True)
+            series.append(p)
+            if not p.neutral:
+                last = p
+        out.extend((kind, e) for e in detect_episodes(series, rule))
+    return out
+
+
+def _blocked_at(spans: list[tuple[dt.datetime, dt.datetime | None]], t: dt.datetime) -> bool:
+    return any(a <= t and (b is None or t < b) for a, b in spans)
+
+
+def _network_judgement(series: dict[SeriesKey, list[Point]],
+                       context: dict[_NetKey, list[tuple[dt.datetime, SeriesKey, str]]],
+                       first: dict[SeriesKey, list[tuple[str, Episode]]], rule: NetworkRule
+                       ) -> tuple[dict[SeriesKey, frozenset[str]], dict[SeriesKey, frozenset[str]]]:
+    """Per series, the uids of its blocked verdicts that the network rule gives to the network, and of its
+    unreached-without-control verdicts that it gives to the target (see NetworkRule)."""
+    spans: dict[SeriesKey, list[tuple[dt.datetime, dt.datetime | None]]] = defaultdict(list)
+    for key, eps in first.items():
+        for kind, e in eps:
+            if kind == IncidentType.SERVICE_BASED.value:
+                spans[key].append((e.start, e.end))
+    ordered = {net: sorted(rows, key=lambda r: r[0]) for net, rows in context.items()}
+    times = {net: [r[0] for r in rows] for net, rows in ordered.items()}
+    asides: dict[SeriesKey, frozenset[str]] = {}
+    repeats: dict[SeriesKey, frozenset[str]] = {}
+    for key, points in series.items():
+        net = (key.cc, key.asn, key.region)
+        rows, ts = ordered.get(net, []), times.get(net, [])
+        aside: set[str] = set()
+        repeat: set[str] = set()
+        for p in points:
+            unreached = p.rule in UNREACHED_RULES
+            reach = unreached or (p.bad and p.outcome == Outcome.BLOCKED.value and p.rule in REACH_FAILURE_RULES)
+            fetch = p.bad and p.outcome == Outcome.BLOCKED.value and p.rule in FETCH_FAILURE_RULES
+            if not (reach or fetch) or (unreached and not rule.repeat):
+                continue
+            lo = bisect.bisect_left(ts, p.time - rule.same_time)
+            hi = bisect.bisect_right(ts, p.time + rule.same_time)
+            states = Counter(state for t, k, state in rows[lo:hi]
+                             if k != key and not _blocked_at(spans.get(k, []), t))
+            if reach:
+                n = sum(states.values())
+                if n < rule.min_reference:
+                    continue
+                network_down = states[_UNREACHED] >= rule.min_share * n
+                if unreached and not network_down:
+                    repeat.add(p.uid)
+                elif not unreached and network_down:
+                    aside.add(p.uid)
+            else:
+                n = states[_SLOW] + states[_OK]
+                if (n >= rule.min_reference and states[_SLOW] >= rule.min_slow
+                        and states[_SLOW] >= rule.min_share * n):
+                    aside.add(p.uid)
+        if aside:
+            asides[key] = frozenset(aside)
+        if repeat:
+            repeats[key] = frozenset(repeat)
+    return asides, repeats
 
 
 def episodes_of(verdicts: Iterable[Verdict], services: ServiceMap, params: IncidentParams = IncidentParams(),
                 coverage: Coverage | None = None) -> list[NetEpisode]:
     """Blocked stretches of every (network, region, target) series in ``verdicts`` (any order within a series is
-    sorted by time first); ``coverage`` (if given) learns when each network was measured."""
-    out: list[NetEpisode] = []
-    for key, points in sorted(_series(verdicts, services, coverage).items()):
+    sorted by time first); ``coverage`` (if given) learns when each network was measured.
+
+    Two passes when the network rule is on: the first finds which targets are blocked when (so that they are left
+    out of the network's reference), the second sets aside the failures the network rule gives to the network."""
+    series, context = _series(verdicts, services, coverage)
+    for points in series.values():
         points.sort(key=lambda p: (p.time, p.uid))
-        # Two passes over one series: blocking (blocked vs ok) and throttling (throttled vs ok). Each ignores the
-        # other's bad verdicts, so a slow national link (throttled pages) neither starts nor ends a blocking
-        # stretch, and blocked pages (which transfer nothing) do not count as throttled.
-        for kind, bad in _PASSES:
-            series = [p if p.weak or not p.bad or p.outcome == bad else dataclasses.replace(p, neutral=True)
-                      for p in points]
-            out.extend(NetEpisode(key, e, kind) for e in detect_episodes(series, params.blocking))
+    found = {key: _passes(points, params.blocking) for key, points in series.items()}
+    asides: dict[SeriesKey, frozenset[str]] = {}
+    if params.network.enabled:
+        asides, repeats = _network_judgement(series, context, found, params.network)
+        for key in asides.keys() | repeats.keys():
+            found[key] = _passes(series[key], params.blocking, asides.get(key, frozenset()),
+                                 repeats.get(key, frozenset()))
+    out = []
+    for key in sorted(found):
+        aside = [p.time for p in series[key] if p.uid in asides.get(key, ())]
+        for kind, e in found[key]:
+            inside = sum(1 for t in aside if e.start <= t and (e.end is None or t < e.end))
+            out.append(NetEpisode(key, e, kind, inside if kind == IncidentType.SERVICE_BASED.value else 0))
     return out
 
 
@@ -243,7 +411,7 @@ def _close_unobserved(ne: NetEpisode, coverage: Coverage, params: IncidentParams
                      before_start=e.before_start, before_end=e.last_bad, methods=e.methods, outcomes=e.outcomes,
                      bad=e.bad, good=e.good, confidence_sum=e.confidence_sum, last_bad=e.last_bad,
                      end_observed=False)
-    return NetEpisode(ne.key, closed)
+    return NetEpisode(ne.key, closed, ne.kind, ne.set_aside)
 
 
 def _ends_close(a: dt.datetime | None, b: dt.datetime | None, params: IncidentParams) -> bool:
@@ -279,10 +447,13 @@ def _incident(g: _Group, coverage: Coverage, params: IncidentParams) -> Incident
         services=services, targets=targets, methods=method_names, confidence=confidence, source="verdicts",
         summary=f"{', '.join(services)} {what}{how} on {where} {when}.",
         evidence=evidence,
-        detail={"rule": params.blocking.rule_id, "episodes": str(len(g.members)),
+        detail={"rule": params.blocking.rule_id,
+                "network_rule": params.network.rule_id if params.network.enabled else "",
+                "episodes": str(len(g.members)),
                 "measurements_blocked": str(sum(m.episode.bad for m in g.members)),
                 "measurements_ok_during": str(sum(m.episode.good for m in g.members)),
-        "ends_not_observed": str(sum(1 for m in g.members if not m.episode.end_observed))},
+                "network_failures_set_aside": str(sum(m.set_aside for m in g.members)),
+                "ends_not_observed": str(sum(1 for m in g.members if not m.episode.end_observed))},
     )
 
 
