@@ -1,6 +1,7 @@
 """From verdicts to blocking and throttling incidents: per-series episodes (``blocking.py``), grouped into incidents
 people read — one service on a set of networks, then services that share networks, start and end merged — with a
-scope from the networks that were measured at the time.
+scope from the networks that were measured at the time. Throttled stretches of many unrelated targets of one network
+are first taken together as one whole-network throttling (``throttling.py``, ``inc.throttling.network.v1``).
 
 Everything here is pure and deterministic: the same verdicts give the same incidents with the same ids, and an
 episode still blocked at the end of the data makes an ongoing incident (``end`` None) that keeps its id when later
@@ -13,12 +14,14 @@ import bisect
 import dataclasses
 import datetime as dt
 import hashlib
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from netvigil.incidents.blocking import BlockingRule, Episode, Point, detect_episodes
 from netvigil.incidents.services import ServiceMap
+from netvigil.incidents.throttling import NetworkThrottlingRule, chains, network_wide
 from netvigil.model.incident import Evidence, Incident, IncidentType, Scope
 from netvigil.model.verdict import Outcome, Verdict
 
@@ -27,6 +30,7 @@ __all__ = [
     "IncidentParams",
     "NetEpisode",
     "NetworkRule",
+    "NetworkThrottlingRule",
     "SeriesKey",
     "blocking_incidents",
     "coverage_of",
@@ -42,6 +46,7 @@ WEAK_RULES = frozenset({"wc.control.missing"})
 _PASSES = ((IncidentType.SERVICE_BASED.value, Outcome.BLOCKED.value),
            (IncidentType.THROTTLING.value, Outcome.THROTTLED.value))
 _CONCLUSIVE = _BAD | {Outcome.OK.value}
+_DELIVERED = frozenset({Outcome.OK.value, Outcome.THROTTLED.value})   # the page arrived, fast or slow
 UTC = dt.timezone.utc
 
 # What a verdict says about the network it was measured on (the network rule below). The probe could not reach the
@@ -99,6 +104,8 @@ class IncidentParams:
     # verdicts for longer than this (a shutdown hides whether the blocking goes on), is closed at that last verdict
     # ("end not observed") instead of staying ongoing forever.
     stale_after: dt.timedelta = dt.timedelta(days=1)
+    # Throttled stretches of many unrelated targets of one network: one whole-network throttling (throttling.py).
+    throttling_network: NetworkThrottlingRule = NetworkThrottlingRule()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -121,19 +128,44 @@ class NetEpisode:
 
 @dataclass(slots=True)
 class Coverage:
-    """When each network (and region inside it) was measured at all: what "national" is judged against."""
+    """When each network (and region inside it) was measured at all: what "national" is judged against; and when
+    each target's page was delivered there (``ok`` or ``throttled``): what "the whole network is throttled" is
+    judged against (8 bytes a delivered verdict)."""
 
     spans: dict[tuple[str, str, str], tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)
+    delivered: dict[tuple[str, str, str], dict[str, array]] = field(default_factory=dict)
 
     def add(self, cc: str, asn: str, region: str, t: dt.datetime) -> None:
         key = (cc, asn, region)
         span = self.spans.get(key)
         self.spans[key] = (t, t) if span is None else (min(span[0], t), max(span[1], t))
 
+    def add_delivery(self, cc: str, asn: str, region: str, target: str, t: dt.datetime) -> None:
+        times = self.delivered.setdefault((cc, asn, region), {}).get(target)
+        if times is None:
+            times = self.delivered[(cc, asn, region)][target] = array("q")
+        times.append(int(t.timestamp()))
+
     def merge(self, other: Coverage) -> None:
         for (cc, asn, region), (a, b) in other.spans.items():
             self.add(cc, asn, region, a)
             self.add(cc, asn, region, b)
+        for net, targets in other.delivered.items():
+            mine = self.delivered.setdefault(net, {})
+            for target, times in targets.items():
+                mine.setdefault(target, array("q")).extend(times)
+
+    def delivered_targets(self, cc: str, asn: str, region: str, start: dt.datetime, end: dt.datetime | None,
+                          at_least: int = 1) -> set[str]:
+        """Targets of one network whose page was delivered at least ``at_least`` times in [start, end] (end None:
+        up to the network's last measurement)."""
+        lo = int(start.timestamp())
+        hi = int(end.timestamp()) if end is not None else None
+        out = set()
+        for target, times in self.delivered.get((cc, asn, region), {}).items():
+            if sum(1 for x in times if x >= lo and (hi is None or x <= hi)) >= at_least:
+                out.add(target)
+        return out
 
     def measured(self, cc: str, start: dt.datetime, end: dt.datetime | None) -> dict[str, set[str]]:
         """ASN -> regions measured in ``cc`` at some point of [start, end]."""
@@ -184,6 +216,8 @@ def _series(verdicts: Iterable[Verdict], services: ServiceMap, coverage: Coverag
         region = v.probe_region or ""
         if coverage is not None:
             coverage.add(v.probe_cc, v.probe_asn, region, t)
+            if v.outcome in _DELIVERED:
+                coverage.add_delivery(v.probe_cc, v.probe_asn, region, v.target, t)
         key = SeriesKey(v.probe_cc, v.probe_asn, region, services.service_of(v.test_name, v.target, v.domain),
                         v.test_name, v.target)
         context[(v.probe_cc, v.probe_asn, region)].append((t, key, _network_state(v)))
@@ -321,6 +355,8 @@ def coverage_of(verdicts: Iterable[Verdict]) -> Coverage:
         t = parse_time(v.measurement_start_time)
         if t is not None and v.probe_cc and v.probe_asn:
             cov.add(v.probe_cc, v.probe_asn, v.probe_region or "", t)
+            if v.outcome in _DELIVERED:
+                cov.add_delivery(v.probe_cc, v.probe_asn, v.probe_region or "", v.target, t)
     return cov
 
 
@@ -369,8 +405,10 @@ class _Group:
 
 def blocking_incidents(episodes: Sequence[NetEpisode], coverage: Coverage,
                        params: IncidentParams = IncidentParams()) -> list[Incident]:
-    """Group network episodes into incidents (pure, deterministic)."""
+    """Group network episodes into incidents (pure, deterministic): whole-network throttling first (its stretches
+    leave the list), then services across networks, then services that share networks."""
     episodes = [_close_unobserved(ne, coverage, params) for ne in episodes]
+    throttled_networks, episodes = _network_throttling(episodes, coverage, params)
     # 1. One service: episodes on different networks whose onsets are close are one event.
     by_service: dict[tuple[str, str, str], list[NetEpisode]] = defaultdict(list)
     for ne in episodes:
@@ -399,7 +437,8 @@ def blocking_incidents(episodes: Sequence[NetEpisode], coverage: Coverage,
                 break
         else:
             merged.append(_Group(g.kind, g.cc, set(g.services), list(g.members)))
-    return [_incident(g, coverage, params) for g in merged]
+    return ([_incident(g, coverage, params) for g in merged]
+            + [_network_throttling_incident(g, coverage, params) for g in throttled_networks])
 
 
 def _close_unobserved(ne: NetEpisode, coverage: Coverage, params: IncidentParams) -> NetEpisode:
@@ -455,6 +494,150 @@ def _incident(g: _Group, coverage: Coverage, params: IncidentParams) -> Incident
                 "network_failures_set_aside": str(sum(m.set_aside for m in g.members)),
                 "ends_not_observed": str(sum(1 for m in g.members if not m.episode.end_observed))},
     )
+
+
+@dataclass(slots=True)
+class _Chain:
+    """Throttled stretches of one network that the network rule took together (``inc.throttling.network.v1``)."""
+
+    net: _NetKey
+    members: list[NetEpisode]   # in time order
+    delivered: int              # targets delivered at all on the network meanwhile (throttled ones included)
+
+    @property
+    def start(self) -> dt.datetime:
+        return self.members[0].episode.start
+
+    @property
+    def end(self) -> dt.datetime | None:
+        ends = [m.episode.end for m in self.members]
+        return None if any(e is None for e in ends) else max(ends)  # type: ignore[type-var]
+
+
+def _network_throttling(episodes: Sequence[NetEpisode], coverage: Coverage, params: IncidentParams
+                        ) -> tuple[list[list[_Chain]], list[NetEpisode]]:
+    """(groups of whole-network throttling chains, the episodes left for service incidents). Per network, throttled
+    stretches chain when they overlap or follow each other within the rule's gap; a chain wide enough
+    (``throttling.network_wide``) is the network's. Chains of several networks of one country whose onsets lie
+    within the merge window are one incident (a censor's order reaches ISPs within hours; a network appears once)."""
+    rule = params.throttling_network
+    if not rule.enabled:
+        return [], list(episodes)
+    by_net: dict[_NetKey, list[int]] = defaultdict(list)
+    for n, ne in enumerate(episodes):
+        if ne.kind == IncidentType.THROTTLING.value:
+            by_net[(ne.key.cc, ne.key.asn, ne.key.region)].append(n)
+    taken: set[int] = set()
+    found: list[_Chain] = []
+    for net in sorted(by_net):
+        idx = sorted(by_net[net], key=lambda n: (episodes[n].episode.start, episodes[n].key))
+        for chain in chains([(episodes[n].episode.start, episodes[n].episode.end) for n in idx], rule.gap):
+            members = [episodes[idx[j]] for j in chain]
+            c = _Chain(net, members, 0)
+            targets = {m.key.target for m in members}
+            services = {m.key.service for m in members}
+            if len(services) < rule.min_services:
+                continue
+            delivered = coverage.delivered_targets(*net, c.start, c.end, rule.min_delivered)
+            if network_wide(services, targets, delivered, rule):
+                c.delivered = len(delivered | targets)
+                found.append(c)
+                taken.update(idx[j] for j in chain)
+    groups: list[list[_Chain]] = []
+    for c in sorted(found, key=lambda c: (c.net[0], c.start, c.net)):
+        g = groups[-1] if groups else None
+        if (g is None or g[0].net[0] != c.net[0] or c.start - g[0].start > params.merge_window
+                or any(x.net == c.net for x in g)):
+            groups.append([c])
+        else:
+            g.append(c)
+    return groups, [ne for n, ne in enumerate(episodes) if n not in taken]
+
+
+def _network_throttling_incident(group: list[_Chain], coverage: Coverage, params: IncidentParams) -> Incident:
+    """One whole-network throttling: no services (the whole network; what the cost model and the agreement rule read
+    as network-wide), the throttled targets listed, start and end from the stretches, evidence per network."""
+    rule = params.throttling_network
+    members = [m for c in group for m in c.members]
+    cc = group[0].net[0]
+    asns = sorted({c.net[1] for c in group})
+    regions_by_asn: dict[str, set[str]] = defaultdict(set)
+    for c in group:
+        regions_by_asn[c.net[1]].add(c.net[2])
+    regions = sorted({c.net[2] for c in group if c.net[2]})
+    start = min(c.start for c in group)
+    ends = [c.end for c in group]
+    end = None if any(e is None for e in ends) else max(ends)  # type: ignore[type-var]
+    scope = scope_of(cc, set(asns), regions_by_asn, coverage, start, end)
+    regional = scope == Scope.REGIONAL.value
+    services = sorted({m.key.service for m in members})
+    targets = sorted({m.key.target for m in members})
+    throttled = sum(len({m.key.target for m in c.members}) for c in group)
+    delivered = sum(c.delivered for c in group)
+    bad = sum(m.episode.bad for m in members)
+    good = sum(m.episode.good for m in members)
+    methods: Counter[str] = Counter()
+    for m in members:
+        methods.update(m.episode.methods)
+    method_names = [name for name, _ in sorted(methods.items(), key=lambda kv: (-kv[1], kv[0])) if name]
+    where = ", ".join(asns) + (f" (regions: {', '.join(regions)})" if regional else "")
+    when = f"from {_fmt(start)}" + (f" to {_fmt(end)}" if end else ", ongoing")
+    return Incident(
+        incident_id=incident_id(IncidentType.THROTTLING.value, cc, ["whole-network"], asns,
+                                regions if regional else [], start),
+        type=IncidentType.THROTTLING.value, country=cc, scope=scope, start=start, end=end, asns=asns,
+        regions=regions, services=[], targets=targets, methods=method_names,
+        # Verdict-weighted: a long stretch of slow pages weighs more than a short one.
+        confidence=round(sum(m.episode.confidence_sum for m in members) / (bad + good), 3) if bad + good else 0.0,
+        source="verdicts",
+        summary=(f"Whole network throttled on {where} {when}: {len(targets)} targets of {len(services)} services "
+                 f"came throttled ({', '.join(services)}), {throttled} of the {delivered} targets that loaded "
+                 f"meanwhile, counted per network."),
+        evidence=_network_throttling_evidence(group, params.evidence_per_change, rule.during_evidence),
+        detail={"rule": rule.rule_id,
+                "whole_network": "true",
+                "stretch_rule": params.blocking.rule_id,
+                "network_rule": params.network.rule_id if params.network.enabled else "",
+                "services_throttled": ",".join(services),
+                "targets_throttled": str(throttled),
+                "targets_delivered": str(delivered),
+                "share_throttled": f"{throttled / delivered:.2f}" if delivered else "",
+                "episodes": str(len(members)),
+                "measurements_throttled": str(bad),
+                "measurements_ok_during": str(good),
+                "ends_not_observed": str(sum(1 for m in members if not m.episode.end_observed))},
+    )
+
+
+def _network_throttling_evidence(group: list[_Chain], n: int, during: int) -> list[Evidence]:
+    """Per network: the first stretch's start (the last good verdict before it, the verdicts that met the rule), the
+    last-ending stretch's end, and at most ``during`` verdicts from the other stretches (each target's first
+    stretch before any target's second: which pages came slowly)."""
+    out: list[Evidence] = []
+    for c in sorted(group, key=lambda c: c.net):
+        first = c.members[0]
+        e = first.episode
+        if e.before_start is not None:
+            out.append(_ev("before-start", e.before_start, first.key))
+        if e.earliest_sign is not None:
+            out.append(_ev("start", e.earliest_sign, first.key))
+        out.extend(_ev("start", p, first.key) for p in e.start_evidence[:n])
+        ended = [m for m in c.members if m.episode.end is not None]
+        last = None
+        if c.end is not None and ended:
+            last = max(ended, key=lambda m: (m.episode.end, m.key))
+            if last.episode.before_end is not None:
+                out.append(_ev("before-end", last.episode.before_end, last.key))
+            out.extend(_ev("end", p, last.key) for p in last.episode.end_evidence[:n])
+        others = [m for m in c.members if m is not first and m is not last and m.episode.start_evidence]
+        seen: set[str] = {first.key.target}
+        fresh, again = [], []
+        for m in others:
+            (again if m.key.target in seen else fresh).append(m)
+            seen.add(m.key.target)
+        chosen = sorted((fresh + again)[:during], key=lambda m: (m.episode.start_evidence[0].time, m.key))
+        out.extend(_ev("during", m.episode.start_evidence[0], m.key) for m in chosen)
+    return out
 
 
 def _evidence(members: Sequence[NetEpisode], params: IncidentParams) -> list[Evidence]:

@@ -213,7 +213,13 @@ def throttling_inside_truth(incidents: Sequence[Incident], truth: Iterable[Groun
             windows[_asn(scenario, g.isp)].append((on.pop(ident), g.time))
     for (isp, _, _), t in on.items():
         windows[_asn(scenario, isp)].append((t, None))
-    detected = detected_blocking(incidents, scenario, IncidentType.THROTTLING.value)
+    # A whole-network throttling (inc.throttling.network.v1) is one detection per network, dated by the incident
+    # itself: its evidence names only the first and the last of the stretches it was made of.
+    whole = [i.detail.get("whole_network") == "true" for i in incidents]
+    detected = detected_blocking([i for i, w in zip(incidents, whole) if not w], scenario,
+                                 IncidentType.THROTTLING.value)
+    detected += [Interval(asn, "*", i.start, i.end) for i, w in zip(incidents, whole)
+                 if w and i.type == IncidentType.THROTTLING.value for asn in i.asns]
     inside = sum(1 for d in detected if any(
         s - tolerance <= d.start and (e is None or (d.end is not None and d.end <= e + tolerance))
         for s, e in windows.get(d.asn, ())))
