@@ -119,6 +119,17 @@ def test_throttling_and_an_unobserved_end():
                         "stopped giving conclusive measurements. Evidence: t2.")
 
 
+def test_whole_network_throttling_says_all_traffic():
+    t = dt.datetime(2020, 9, 27, 18, tzinfo=UTC)
+    inc = incident(incident_id="inc-net", type="throttling", scope="isp", asns=["AS64531"], services=[],
+                   targets=["https://apa.az/", "https://gov.az/"], methods=["bandwidth"], start=t, end=None,
+                   evidence=[ev("start", t, "s1", "AS64531", "https://apa.az/", "throttled", "bandwidth")],
+                   detail={"whole_network": "true", "episodes": "2", "ends_not_observed": "0"})
+    (start,) = timeline_of([inc], names=NAMES, tz=BAKU)
+    assert start.text.startswith("27 Sep 2020 22:00 UTC+4: all traffic (slow pages: apa.az and gov.az) throttled on "
+                                 "AS64531 (Azercell); ongoing at the end of the period."), start.text
+
+
 def test_outages_merged_regional_and_imported():
     s = dt.datetime(2020, 11, 4, 20, tzinfo=UTC)
     e = dt.datetime(2020, 11, 11, 20, tzinfo=UTC)

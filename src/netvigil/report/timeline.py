@@ -245,6 +245,8 @@ def _verdict_entries(incident: Incident, names: Mapping[str, str], p: TimelinePa
     asns = sorted(incident.asns)
     initial = [a for a in asns if a not in series or series[a].start - incident.start <= p.change_gap]
     what = _what(incident, None, p.max_targets)
+    if throttling and incident.detail.get("whole_network") == "true":  # inc.throttling.network.v1
+        what = f"all traffic (slow pages: {what})"
     how = "" if throttling else _methods(incident)
     ongoing = "; ongoing at the end of the period" if incident.end is None else ""
     start_uids = _uids((e for e in incident.evidence if e.asn in initial), ("start",))
