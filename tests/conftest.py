@@ -6,23 +6,11 @@ NETVIGIL_REQUIRE_SHARED=1 (set by .ci/run) they fail instead.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def require_shared_path(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        reason = f"shared data absent: {path} (the real OONI data lives in ../shared/data)"
-        if os.environ.get("NETVIGIL_REQUIRE_SHARED") == "1":
-            pytest.fail(reason + " and NETVIGIL_REQUIRE_SHARED=1")
-        pytest.skip(reason)
-    return path
+from shared_data import REPO, SHARED_DATA, require_shared_path  # noqa: F401 (used by fixtures here)
 
 
 @pytest.fixture(scope="session")

@@ -440,7 +440,7 @@ def test_cluster_ddl_is_valid_clickhouse_sql() -> None:
     """The multi-node statements of docs/deploy.md parse (chdb has no Keeper to run them)."""
     require_chdb()
     statements = schema_statements("netvigil", cluster="nv")
-    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 4
+    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 5  # the three tables, schema_migrations, user_reports
     assert sum("ENGINE = Distributed(`nv`, `netvigil`" in s for s in statements) == 3
     with open_store("chdb://") as s:
         for sql in statements:

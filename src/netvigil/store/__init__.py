@@ -42,6 +42,8 @@ __all__ = [
 
 _CLICKHOUSE_SCHEMES = ("clickhouse", "clickhouses", "chdb")
 # A URL passed through pathlib loses a slash ("chdb:///x" -> "chdb:/x"): refuse it instead of making a file.
+MEMORY_ENV = "NETVIGIL_DUCKDB_MEMORY"
+DEFAULT_MEMORY = "64MB"
 _MANGLED_URL = re.compile(r"^(duckdb|clickhouse|clickhouses|chdb):/?(?!/)", re.IGNORECASE)
 
 
@@ -49,7 +51,7 @@ def open_store(
     url_or_path: str | Path | None = None,
     *,
     read_only: bool = False,
-    memory_limit: str = "64MB",
+    memory_limit: str | None = None,
     threads: int | None = None,
 ) -> Store:
     """Open (creating on first use) the store at a URL or path.
@@ -58,8 +60,12 @@ def open_store(
     path, ``":memory:"``, ``clickhouse[s]://user:pass@host:port/db``,
     ``chdb:///abs/dir``, ``chdb://`` (in memory), or None for
     ``$NETVIGIL_STORE`` / :func:`default_store_path`. Other schemes raise
-    :class:`StoreError`. ``memory_limit`` and ``threads`` apply to DuckDB.
+    :class:`StoreError`. ``memory_limit`` and ``threads`` apply to DuckDB; the memory limit defaults to
+    ``$NETVIGIL_DUCKDB_MEMORY`` or 64 MB (enough to import with bounded RSS; a dashboard over a million
+    verdicts needs ~256 MB to sort them, and `netvigil serve` sets 512 MB). Every connection of one process to one
+    file must use the same setting: DuckDB refuses a second one with another.
     """
+    memory_limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY
     target = _target(url_or_path)
     if _scheme(target) in _CLICKHOUSE_SCHEMES:
         # Imported here: clickhouse-connect (and chdb) load only for ClickHouse stores.

@@ -17,7 +17,7 @@ import msgspec
 
 from netvigil.model.measurement import Measurement
 from netvigil.model.verdict import Verdict
-from netvigil.store.base import EXPORT_TABLES, FilterValue, to_utc_naive
+from netvigil.store.base import EXPORT_TABLES, SEARCH_COLUMNS, FilterValue, to_utc_naive
 from netvigil.store.schema import MEASUREMENTS, TABLES, VERDICTS, TableSpec
 
 __all__ = [
@@ -32,6 +32,9 @@ __all__ = [
     "normalize",
     "predicates",
     "rows_of",
+    "search_sql",
+    "search_verdict",
+    "search_where",
     "stream_sql",
     "stream_verdict",
 ]
@@ -169,4 +172,47 @@ def stream_verdict(row: Sequence[Any]) -> Verdict:
     when = values[TIME_COLUMN]
     values[TIME_COLUMN] = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else when
     values["rule_ids"] = list(values["rule_ids"] or ())
+    return Verdict(**values)
+
+
+# -- the explorer's read: one page of verdicts, newest first --------------------------------------------------
+
+VERDICT_COLUMNS = VERDICTS.column_names
+SEARCH_ORDER = (f"{TIME_COLUMN} DESC", "verdict_id ASC")
+
+
+def search_where(filters: Mapping[str, Any] | None, since: datetime | None, until: datetime | None, *,
+                 bind: Bind) -> str:
+    """`` WHERE …`` (or nothing) for ``search_verdicts``/``count_verdicts``; columns checked against
+    ``SEARCH_COLUMNS`` so the dashboard's query string never names a column the SQL would take as text."""
+    unknown = [c for c in filters or {} if c not in SEARCH_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown verdict column(s) {unknown}; choose from {list(SEARCH_COLUMNS)}")
+    where = predicates(filters or {}, since, until, time_column=TIME_COLUMN, bind=bind)
+    return " WHERE " + " AND ".join(where) if where else ""
+
+
+def search_sql(filters: Mapping[str, Any] | None, since: datetime | None, until: datetime | None, limit: int,
+               offset: int, *, bind: Bind, final: str = "", nulls_last: str = " NULLS LAST") -> str:
+    """A page of whole verdicts (``VERDICT_COLUMNS``), newest measurement first, ties by verdict id; limit and
+    offset are checked integers, written into the SQL (both backends plan a top-N sort for them)."""
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    where = search_where(filters, since, until, bind=bind)
+    order = ", ".join(c + (nulls_last if c.endswith("DESC") else "") for c in SEARCH_ORDER)
+    return (f"SELECT {', '.join(VERDICT_COLUMNS)} FROM verdicts{final}{where} ORDER BY {order} "
+            f"LIMIT {int(limit)} OFFSET {int(offset)}")
+
+
+def search_verdict(row: Sequence[Any]) -> Verdict:
+    """One row of ``search_sql`` as a whole Verdict (decisive observations and detail included)."""
+    values = dict(zip(VERDICT_COLUMNS, row))
+    when = values[TIME_COLUMN]
+    values[TIME_COLUMN] = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else when
+    values["rule_ids"] = list(values["rule_ids"] or ())
+    values["decisive"] = list(values["decisive"] or ())
+    values["detail"] = values["detail"] or ""
+    for name in ("confidence", "confirmed", "rules_version"):
+        if values[name] is None:
+            values.pop(name)
     return Verdict(**values)

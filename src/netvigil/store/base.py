@@ -20,6 +20,7 @@ from typing import Any, Literal, Self
 
 from netvigil.model.measurement import Measurement
 from netvigil.model.observation import Observation
+from netvigil.model.userreport import UserReport
 from netvigil.model.verdict import Verdict
 
 __all__ = [
@@ -31,12 +32,14 @@ __all__ = [
     "Store",
     "BulkWriter",
     "GROUP_COLUMNS",
+    "SEARCH_COLUMNS",
     "EXPORT_TABLES",
     "Bucket",
     "ExportFormat",
     "FilterValue",
     "to_utc_naive",
     "parse_verdict_query",
+    "USER_REPORT_FILTERS",
 ]
 
 Bucket = Literal["hour", "day"]
@@ -56,6 +59,9 @@ GROUP_COLUMNS = (
     "confirmed",
     "fingerprint",
 )
+# Verdict columns the measurement explorer may filter on (``search_verdicts``): the grouping columns, and what
+# finds one measurement's or one run's verdicts.
+SEARCH_COLUMNS = (*GROUP_COLUMNS, "measurement_uid", "report_id", "probe_region")
 EXPORT_TABLES = ("measurements", "observations", "verdicts")
 
 
@@ -133,6 +139,12 @@ def to_utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+# -- user reports: what people say happened (docs/user-reports.md) ----------------------------------------------
+
+# Columns ``list_user_reports`` filters on (equality; a list of values for IN).
+USER_REPORT_FILTERS = ("report_id", "country", "region", "asn", "isp", "service", "symptom")
+
+
 class Store(ABC):
     """A measurement store. One process writes at a time; see each backend for locking."""
 
@@ -167,6 +179,28 @@ class Store(ABC):
         time, verdict id) order: what the incident detector reads, one network at a time, in bounded memory."""
 
     @abstractmethod
+    def search_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Verdict]:
+        """One page of whole verdicts, newest measurement first (ties by verdict id): the measurement explorer's
+        read. ``filters`` name columns of :data:`SEARCH_COLUMNS` (a value, a list, None for NULL, as in
+        queries); ``since`` inclusive, ``until`` exclusive over the measurement start time."""
+
+    @abstractmethod
+    def count_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many verdicts ``search_verdicts`` pages through with the same filters."""
+
+    @abstractmethod
     def export(
         self,
         table: str,
@@ -198,6 +232,29 @@ class Store(ABC):
     def delete_measurements(self, uids: Sequence[str]) -> int:
         """Remove measurements with their observations and verdicts (a collector honouring a deletion request);
         returns how many measurements were there."""
+
+    @abstractmethod
+    def add_user_report(self, report: UserReport) -> None:
+        """Store one user report (checked with :func:`check_user_report`; ValueError if it fails)."""
+
+    @abstractmethod
+    def list_user_reports(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[UserReport]:
+        """User reports, most recent ``reported_at`` first (ties by report id). ``filters`` name columns of
+        :data:`USER_REPORT_FILTERS`; ``since`` inclusive and ``until`` exclusive over ``reported_at``; ``status``
+        one status or several (None: all)."""
+
+    @abstractmethod
+    def moderate_user_report(self, report_id: str, status: str, note: str = "") -> UserReport | None:
+        """Set a report's status and moderation note (``moderated_at`` = now); the updated report, or None if
+        there is no such report."""
 
     @abstractmethod
     def close(self) -> None:

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,6 +57,9 @@ from netvigil.store._shared import (
     first_unknown,
     predicates,
     rows_of,
+    search_sql,
+    search_verdict,
+    search_where,
     stream_sql,
     stream_verdict,
 )
@@ -80,6 +83,9 @@ from netvigil.store.clickhouse_schema import (
     current_version,
 )
 from netvigil.store.schema import MEASUREMENTS, OBSERVATIONS, TABLES, VERDICTS, ColumnType
+from netvigil.model.userreport import UserReport, check_user_report
+from netvigil.store.clickhouse_schema import USER_REPORTS_VERSION
+from netvigil.store.schema import USER_REPORTS, user_report_of, user_report_select, user_report_values
 
 __all__ = ["ClickHouseLocation", "ClickHouseStore", "ClickHouseBulkWriter", "parse_clickhouse_url", "SCHEMES"]
 
@@ -333,6 +339,33 @@ class ClickHouseStore(Store):
         # Named here, not taken from the result: an empty result carries no column names.
         return QueryResult(columns=[*names, "count"], rows=[tuple(r) for r in result.result_rows])
 
+    def search_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Verdict]:
+        """A top-N sort; filters on country, network and test narrow it to a range of the sorting key, the time
+        range to the day partitions."""
+        binder = _Binder()
+        sql = search_sql(filters, since, until, limit, offset, bind=binder, final=" FINAL")
+        with _errors("verdict search failed"):
+            rows = self._client.query(sql, parameters=binder.params).result_rows
+        return [search_verdict(r) for r in rows]
+
+    def count_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        binder = _Binder()
+        sql = "SELECT count() FROM verdicts FINAL" + search_where(filters, since, until, bind=binder)
+        with _errors("verdict count failed"):
+            return int(self._client.query(sql, parameters=binder.params).result_rows[0][0])
+
     def export(
         self,
         table: str,
@@ -396,6 +429,66 @@ class ClickHouseStore(Store):
         if not rows:
             return None
         return _decode_raw(uid, *rows[0])
+
+    # -- user reports ------------------------------------------------------
+    # A report's versions share its sorting key; ReplacingMergeTree keeps the newest ``updated_at`` and ``FINAL``
+    # reads only that one, so moderating is inserting the new version.
+
+    def add_user_report(self, report: UserReport) -> None:
+        self._check_writable()
+        check_user_report(report)
+        with self._write_lock:
+            if self._user_report_rows(report.report_id):
+                raise ValueError(f"a user report with id {report.report_id!r} is stored already")
+            self._insert_user_report(user_report_values(report, datetime.now(UTC)))
+
+    def list_user_reports(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[UserReport]:
+        params: dict[str, Any] = {}
+        sql = user_report_select(filters, since, until, status, limit, offset, bind=_report_binder(params),
+                                 final=" FINAL")
+        if self.schema_version < USER_REPORTS_VERSION:
+            return []  # a database from before user reports, read as it is
+        with _errors("reading user reports failed"):
+            result = self._client.query(sql, parameters=params)
+        return [user_report_of(dict(zip(USER_REPORTS.column_names, row))) for row in result.result_rows]
+
+    def moderate_user_report(self, report_id: str, status: str, note: str = "") -> UserReport | None:
+        self._check_writable()
+        with self._write_lock:
+            rows = self._user_report_rows(report_id)
+            if not rows:
+                return None
+            current = rows[0]
+            now = datetime.now(UTC)
+            previous = current["updated_at"].replace(tzinfo=UTC) if current["updated_at"].tzinfo is None \
+                else current["updated_at"]
+            # The new version must sort after the old one even if the clocks disagree.
+            version = max(now, previous + timedelta(microseconds=1))
+            updated = msgspec.structs.replace(user_report_of(current), status=status, moderation_note=note,
+                                              moderated_at=now)
+            check_user_report(updated)
+            self._insert_user_report(user_report_values(updated, version))
+        return updated
+
+    def _user_report_rows(self, report_id: str) -> list[dict[str, Any]]:
+        with _errors("reading user reports failed"):
+            rows = self._client.query(
+                f"SELECT {', '.join(USER_REPORTS.column_names)} FROM {USER_REPORTS.name} FINAL "
+                "WHERE report_id = {id:String}", parameters={"id": report_id}).result_rows
+        return [dict(zip(USER_REPORTS.column_names, r)) for r in rows]
+
+    def _insert_user_report(self, values: dict[str, Any]) -> None:
+        row = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v for k, v in values.items()}
+        with _errors("writing the user report failed"):
+            self._client.raw_insert(USER_REPORTS.name, None, msgspec.json.encode(row) + b"\n", fmt="JSONEachRow")
 
     def raws(self, uids: Sequence[str]) -> dict[str, bytes]:
         """The original bytes of several measurements at once (what ``store copy`` reads per batch)."""
@@ -537,6 +630,17 @@ def _chunks(uids: Sequence[str], size: int = 1000) -> Iterator[list[str]]:
     wanted = list(dict.fromkeys(uids))
     for i in range(0, len(wanted), size):
         yield wanted[i:i + size]
+
+
+def _report_binder(params: dict[str, Any]) -> Any:
+    """Typed parameters for user report queries (their columns are not among the measurement tables')."""
+
+    def bind(column: str, value: Any) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return f"{{{name}:{CLICKHOUSE_TYPES[USER_REPORTS.column(column).type]}}}"
+
+    return bind
 
 
 class _Binder:

@@ -15,6 +15,11 @@ The same statements, with ``cluster=`` set, give the multi-node layout of
 ``Distributed`` tables of the same names as the single-node ones in front of
 them, sharded by measurement uid (a row and its duplicates land on one shard,
 where ``FINAL`` sees them together). ``netvigil store ddl`` prints them.
+
+``user_reports`` (migration 3) is small and written rarely: a
+``ReplacingMergeTree`` versioned by ``updated_at``, so moderating a report is
+inserting its new version; on a cluster it is one replicated table on every node
+(no shards, no Distributed front), like ``schema_migrations``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netvigil.store.base import StoreError
-from netvigil.store.schema import TABLES, Column, ColumnType, TableSpec
+from netvigil.store.schema import TABLES, USER_REPORTS, Column, ColumnType, TableSpec
 
 __all__ = [
     "CLICKHOUSE_TYPES",
     "LATEST_VERSION",
+    "USER_REPORTS_VERSION",
     "MIGRATIONS",
     "ORDER_BY",
     "ClickHouseMigration",
@@ -72,17 +78,22 @@ ORDER_BY: dict[str, tuple[str, ...]] = {
     "measurements": ("probe_cc", "probe_asn", "test_name", "measurement_start_time", "uid"),
     "observations": ("measurement_uid", "observation_id"),
     "verdicts": ("probe_cc", "probe_asn", "test_name", "measurement_start_time", "measurement_uid", "verdict_id"),
+    "user_reports": ("country", "reported_at", "report_id"),
 }
+# ReplacingMergeTree's version column: of rows with one key, the one with the greatest value is kept.
+VERSION_COLUMN: dict[str, str] = {"user_reports": "updated_at"}
 PARTITION_BY: dict[str, str | None] = {
     "measurements": "toDate(measurement_start_time)",
     "observations": None,  # no time column; sorted by measurement uid, and small next to raw measurements
     "verdicts": "toDate(measurement_start_time)",
+    "user_reports": None,
 }
 # Lookups by uid (dedup, get_raw, store copy) skip granules whose bloom filter rules the uid out.
 SKIP_INDEXES: dict[str, tuple[str, ...]] = {
     "measurements": ("INDEX uid_bloom uid TYPE bloom_filter(0.001) GRANULARITY 1",),
     "observations": (),
     "verdicts": ("INDEX measurement_uid_bloom measurement_uid TYPE bloom_filter(0.001) GRANULARITY 1",),
+    "user_reports": (),
 }
 SHARDING_KEY: dict[str, str] = {
     "measurements": "cityHash64(uid)",
@@ -157,6 +168,18 @@ def table_statements(spec: TableSpec, database: str, *, cluster: str | None = No
     ]
 
 
+def user_reports_statement(database: str, *, cluster: str | None = None) -> str:
+    """CREATE for ``user_reports``: on a cluster one replication group over all nodes, like the migrations table."""
+    spec, version = USER_REPORTS, VERSION_COLUMN[USER_REPORTS.name]
+    if cluster is None:
+        engine = f"ReplacingMergeTree({version})"
+    else:
+        engine = (f"ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/{spec.name}', '{{replica}}', "
+                  f"{version})")
+    return (f"CREATE TABLE IF NOT EXISTS {_ident(database)}.{spec.name}{_on_cluster(cluster)} {_table_body(spec)}\n"
+            + _merge_tree(spec, engine))
+
+
 def migrations_table_statement(database: str, *, cluster: str | None = None) -> str:
     body = "(version UInt32, name String, applied_at DateTime64(6, 'UTC'))"
     if cluster is None:
@@ -177,6 +200,7 @@ def schema_statements(database: str, *, cluster: str | None = None) -> list[str]
                   migrations_table_statement(database, cluster=cluster)]
     for spec in TABLES.values():
         statements.extend(table_statements(spec, database, cluster=cluster))
+    statements.append(user_reports_statement(database, cluster=cluster))
     for m in MIGRATIONS:
         statements.append(f"INSERT INTO {_ident(database)}.{MIGRATIONS_TABLE} (version, name, applied_at) "
                           f"VALUES ({m.version}, {_quote(m.name)}, now64(6))")
@@ -204,6 +228,7 @@ class ClickHouseMigration:
     version: int
     name: str
     apply: Callable[[Target], None]
+    needed_to_read: bool = True  # False: a read-only open of a database without it goes on (user_reports)
 
 
 def _create_tables(t: Target) -> None:
@@ -212,15 +237,23 @@ def _create_tables(t: Target) -> None:
             t.client.command(sql)
 
 
+def _create_user_reports(t: Target) -> None:
+    t.client.command(user_reports_statement(t.database, cluster=t.cluster))
+
+
 def add_missing_columns(t: Target) -> None:
     """Add columns the derived layout has and the tables lack (new Struct fields).
 
-    With a cluster both the local tables and their Distributed fronts gain the column.
+    With a cluster both the local tables and their Distributed fronts gain the column. A table that does not
+    exist yet is left to the migration that creates it.
     """
     have = _table_columns(t)
-    for spec in TABLES.values():
-        missing = [c for c in spec.columns if c.name not in have.get(spec.name, set())]
-        names = [spec.name] if t.cluster is None else [f"{spec.name}_local", spec.name]
+    for spec in (*TABLES.values(), USER_REPORTS):
+        if spec.name not in have:
+            continue
+        missing = [c for c in spec.columns if c.name not in have[spec.name]]
+        sharded = t.cluster is not None and spec is not USER_REPORTS
+        names = [f"{spec.name}_local", spec.name] if sharded else [spec.name]
         for c in missing:
             for name in names:
                 t.client.command(f"ALTER TABLE {_ident(t.database)}.{name}{_on_cluster(t.cluster)} "
@@ -230,8 +263,10 @@ def add_missing_columns(t: Target) -> None:
 MIGRATIONS: tuple[ClickHouseMigration, ...] = (
     ClickHouseMigration(1, "create measurements, observations, verdicts", _create_tables),
     ClickHouseMigration(2, "verdicts: report_id, probe_region", add_missing_columns),
+    ClickHouseMigration(3, "user_reports", _create_user_reports, needed_to_read=False),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
+USER_REPORTS_VERSION = 3  # the first version with the user_reports table
 
 
 def _table_columns(t: Target) -> dict[str, set[str]]:
@@ -270,9 +305,11 @@ def apply_migrations(t: Target, *, read_only: bool = False) -> int:
     if version == LATEST_VERSION:
         return version
     if read_only:
-        raise StoreError(
-            f"store schema is version {version}, needs {LATEST_VERSION}; open it once for writing to migrate"
-        )
+        if any(m.needed_to_read for m in MIGRATIONS if m.version > version):
+            raise StoreError(
+                f"store schema is version {version}, needs {LATEST_VERSION}; open it once for writing to migrate"
+            )
+        return version
     t.client.command(migrations_table_statement(t.database, cluster=t.cluster))
     for m in MIGRATIONS:
         if m.version <= version:
@@ -291,6 +328,8 @@ def check_schema(t: Target) -> None:
     """Fail if a table lacks a column the model now has: a migration is missing."""
     have = _table_columns(t)
     missing = {spec.name: sorted(set(spec.column_names) - have.get(spec.name, set())) for spec in TABLES.values()}
+    if USER_REPORTS.name in have:  # absent only in a database read as it is, from before migration 3
+        missing[USER_REPORTS.name] = sorted(set(USER_REPORTS.column_names) - have[USER_REPORTS.name])
     missing = {k: v for k, v in missing.items() if v}
     if missing:
         raise StoreError(
@@ -301,6 +340,6 @@ def check_schema(t: Target) -> None:
 
 def iter_types() -> Iterator[tuple[str, str, str]]:
     """(table, column, ClickHouse type) for every derived column: what tests and docs compare with."""
-    for spec in TABLES.values():
+    for spec in (*TABLES.values(), USER_REPORTS):
         for c in spec.columns:
             yield spec.name, c.name, column_type(c)

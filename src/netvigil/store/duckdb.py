@@ -36,6 +36,9 @@ from netvigil.store._shared import (
     export_columns,
     export_predicates,
     predicates,
+    search_sql,
+    search_verdict,
+    search_where,
     stream_sql,
     stream_verdict,
 )
@@ -55,6 +58,9 @@ from netvigil.store.base import (
 )
 from netvigil.store.migrations import DUCKDB_TYPES, apply_migrations, check_schema, current_version
 from netvigil.store.schema import MEASUREMENTS, OBSERVATIONS, RAW_CODEC, TABLES, VERDICTS, ColumnType, TableSpec
+from netvigil.model.userreport import UserReport, check_user_report
+from netvigil.store.migrations import USER_REPORTS_VERSION
+from netvigil.store.schema import USER_REPORTS, user_report_of, user_report_select, user_report_values
 
 __all__ = ["DuckDBStore"]
 
@@ -189,6 +195,30 @@ class DuckDBStore(Store):
         finally:
             cursor.close()
 
+    def search_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Verdict]:
+        # A top-N over the column scan: zonemaps skip row groups outside the time range, and only the page's
+        # rows are materialised whole.
+        params: list[Any] = []
+        sql = search_sql(filters, since, until, limit, offset, bind=_bind_into(params))
+        return [search_verdict(r) for r in self._con.execute(sql, params).fetchall()]
+
+    def count_verdicts(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        params: list[Any] = []
+        sql = "SELECT count(*) FROM verdicts" + search_where(filters, since, until, bind=_bind_into(params))
+        return int(self._con.execute(sql, params).fetchall()[0][0])
+
     def export(
         self,
         table: str,
@@ -253,6 +283,54 @@ class DuckDBStore(Store):
             con.execute("ROLLBACK")
             raise
         return int(before)
+
+    # -- user reports ------------------------------------------------------
+
+    def add_user_report(self, report: UserReport) -> None:
+        self._check_writable()
+        check_user_report(report)
+        values = user_report_values(report, datetime.now(UTC))
+        columns = USER_REPORTS.column_names
+        try:
+            self._con.execute(
+                f"INSERT INTO {USER_REPORTS.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [values[c] for c in columns],
+            )
+        except duckdb.ConstraintException:
+            raise ValueError(f"a user report with id {report.report_id!r} is stored already") from None
+
+    def list_user_reports(
+        self,
+        filters: Mapping[str, FilterValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[UserReport]:
+        params: list[Any] = []
+        sql = user_report_select(filters, since, until, status, limit, offset, bind=_bind_into(params))
+        if self.schema_version < USER_REPORTS_VERSION:
+            return []  # a store from before user reports, read as it is
+        cur = self._con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [user_report_of(dict(zip(names, row))) for row in cur.fetchall()]
+
+    def moderate_user_report(self, report_id: str, status: str, note: str = "") -> UserReport | None:
+        self._check_writable()
+        now = datetime.now(UTC)
+        current = self.list_user_reports({"report_id": report_id}, limit=1)
+        if not current:
+            return None
+        updated = msgspec.structs.replace(current[0], status=status, moderation_note=note, moderated_at=now)
+        check_user_report(updated)
+        values = user_report_values(updated, now)
+        self._con.execute(
+            f"UPDATE {USER_REPORTS.name} SET status = ?, moderation_note = ?, moderated_at = ?, updated_at = ? "
+            "WHERE report_id = ?",
+            [values["status"], values["moderation_note"], values["moderated_at"], values["updated_at"], report_id],
+        )
+        return updated
 
     def close(self) -> None:
         if not self._closed:

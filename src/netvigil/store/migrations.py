@@ -7,6 +7,11 @@ add a migration that calls :func:`add_missing_columns` (a no-op on stores that
 migration 1 just created with the field); :func:`check_schema` refuses to open a
 store whose tables lag the derived layout, so a forgotten migration is caught
 the first time anyone opens an old store, not after months of lost columns.
+
+A migration that only adds a table no reader of measurements needs (migration 3,
+``user_reports``) is marked ``needed_to_read=False``: a store that lacks it still
+opens read-only (the report and the dashboard read old stores as they are), and
+reads of the missing table return nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from datetime import UTC, datetime
 import duckdb
 
 from netvigil.store.base import StoreError
-from netvigil.store.schema import TABLES, ColumnType, TableSpec
+from netvigil.store.schema import TABLES, USER_REPORTS, ColumnType, TableSpec
 
 __all__ = [
     "DUCKDB_TYPES",
     "Migration",
     "MIGRATIONS",
     "LATEST_VERSION",
+    "USER_REPORTS_VERSION",
     "add_missing_columns",
     "apply_migrations",
     "check_schema",
@@ -49,6 +55,7 @@ class Migration:
     version: int
     name: str
     apply: Callable[[duckdb.DuckDBPyConnection], None]
+    needed_to_read: bool = True  # False: a read-only open of a store without it goes on (see the module doc)
 
 
 def create_table_sql(spec: TableSpec) -> str:
@@ -71,10 +78,19 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(create_table_sql(spec))
 
 
+def _create_user_reports(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(create_table_sql(USER_REPORTS))
+
+
 def add_missing_columns(con: duckdb.DuckDBPyConnection) -> None:
-    """Add columns the derived layout has and the tables lack (new Struct fields; always nullable)."""
-    for spec in TABLES.values():
+    """Add columns the derived layout has and the tables lack (new Struct fields; always nullable).
+
+    A table that does not exist yet is left to the migration that creates it.
+    """
+    for spec in (*TABLES.values(), USER_REPORTS):
         have = _table_columns(con, spec.name)
+        if not have:
+            continue
         for c in spec.columns:
             if c.name not in have:
                 con.execute(f"ALTER TABLE {spec.name} ADD COLUMN {c.name} {DUCKDB_TYPES[c.type]}")
@@ -83,8 +99,10 @@ def add_missing_columns(con: duckdb.DuckDBPyConnection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create measurements, observations, verdicts", _create_tables),
     Migration(2, "verdicts: report_id, probe_region", add_missing_columns),
+    Migration(3, "user_reports", _create_user_reports, needed_to_read=False),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
+USER_REPORTS_VERSION = 3  # the first version with the user_reports table
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -114,9 +132,11 @@ def apply_migrations(con: duckdb.DuckDBPyConnection, *, read_only: bool = False)
     if version == LATEST_VERSION:
         return version
     if read_only:
-        raise StoreError(
-            f"store schema is version {version}, needs {LATEST_VERSION}; open it once for writing to migrate"
-        )
+        if any(m.needed_to_read for m in MIGRATIONS if m.version > version):
+            raise StoreError(
+                f"store schema is version {version}, needs {LATEST_VERSION}; open it once for writing to migrate"
+            )
+        return version
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
@@ -144,6 +164,9 @@ def check_schema(con: duckdb.DuckDBPyConnection) -> None:
     missing = {
         spec.name: sorted(set(spec.column_names) - _table_columns(con, spec.name)) for spec in TABLES.values()
     }
+    have = _table_columns(con, USER_REPORTS.name)
+    if have:  # absent only in a store read as it is, from before migration 3
+        missing[USER_REPORTS.name] = sorted(set(USER_REPORTS.column_names) - have)
     missing = {k: v for k, v in missing.items() if v}
     if missing:
         raise StoreError(

@@ -13,9 +13,11 @@ fails loudly instead of silently dropping the new field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
@@ -24,6 +26,8 @@ from netvigil.model.archival import MeasurementEnvelope
 from netvigil.model.measurement import Measurement, SourceRef
 from netvigil.model.observation import Observation
 from netvigil.model.verdict import Verdict
+from netvigil.model.userreport import REPORT_STATUSES, UserReport
+from netvigil.store.base import USER_REPORT_FILTERS
 
 __all__ = [
     "Column",
@@ -36,6 +40,10 @@ __all__ = [
     "VERDICTS",
     "TABLES",
     "RAW_CODEC",
+    "USER_REPORTS",
+    "user_report_of",
+    "user_report_select",
+    "user_report_values",
 ]
 
 RAW_CODEC = "zstd"
@@ -197,3 +205,110 @@ VERDICTS = TableSpec(
 )
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (MEASUREMENTS, OBSERVATIONS, VERDICTS)}
+
+# People's reports of disruptions (docs/user-reports.md). Not one of TABLES: those are the measurement tiers that
+# import, export, copy and stats go through by measurement uid; this one is made by migration 3 and kept beside them.
+# ``updated_at`` is the time the row was last written (received or moderated): ClickHouse keeps the newest version of
+# a report by it.
+USER_REPORTS = TableSpec(
+    name="user_reports",
+    columns=(
+        *columns_from_struct(
+            UserReport,
+            overrides={name: ColumnType.TIMESTAMP for name in ("received_at", "reported_at", "moderated_at")},
+            not_null=("report_id", "received_at", "reported_at", "country", "symptom", "status"),
+        ),
+        Column("updated_at", ColumnType.TIMESTAMP, nullable=False),
+    ),
+    primary_key="report_id",
+    sort_key=("reported_at", "report_id"),
+)
+
+
+# -- user report rows, the same on both backends ------------------------------------------------------------------
+
+
+def user_report_values(report: UserReport, updated_at: datetime) -> dict[str, Any]:
+    """The row of one report, every column of USER_REPORTS, times as naive UTC (how the store keeps them)."""
+    values = {name: getattr(report, name) for name in UserReport.__struct_fields__}
+    values["updated_at"] = updated_at
+    for c in USER_REPORTS.columns:
+        value = values[c.name]
+        if c.type is ColumnType.TIMESTAMP and value is not None:
+            values[c.name] = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return values
+
+
+def user_report_of(row: Mapping[str, Any]) -> UserReport:
+    """A stored row back as a UserReport (times aware UTC; NULL text and note as empty strings)."""
+    values = {name: row[name] for name in UserReport.__struct_fields__}
+    for name in ("received_at", "reported_at", "moderated_at"):
+        value = values[name]
+        if isinstance(value, datetime):
+            values[name] = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    values["text"] = values["text"] or ""
+    values["moderation_note"] = values["moderation_note"] or ""
+    return UserReport(**values)
+
+
+# (column, value) -> the placeholder the backend binds it with.
+ReportBind = Callable[[str, Any], str]
+
+
+def user_report_select(
+    filters: Mapping[str, Any] | None,
+    since: datetime | None,
+    until: datetime | None,
+    status: str | Sequence[str] | None,
+    limit: int,
+    offset: int,
+    *,
+    bind: ReportBind,
+    final: str = "",
+) -> str:
+    """The ``list_user_reports`` query: newest ``reported_at`` first, ties by report id.
+
+    Filter columns are checked against USER_REPORT_FILTERS (values are bound, never spliced); an ASN may be given
+    as a number. ``since`` is inclusive and ``until`` exclusive over ``reported_at``; ``final`` is ClickHouse's
+    " FINAL".
+    """
+    unknown = [c for c in filters or {} if c not in USER_REPORT_FILTERS]
+    if unknown:
+        raise ValueError(f"unknown user report column(s) {unknown}; choose from {list(USER_REPORT_FILTERS)}")
+    if isinstance(limit, bool) or isinstance(offset, bool) or limit < 0 or offset < 0:
+        raise ValueError("limit and offset must be integers, not negative")
+    where: list[str] = []
+    wanted = dict(filters or {})
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        bad = [x for x in statuses if x not in REPORT_STATUSES]
+        if bad:
+            raise ValueError(f"unknown status(es) {bad}; choose from {list(REPORT_STATUSES)}")
+        wanted["status"] = statuses
+    for column, value in wanted.items():
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        present = [_report_filter_value(column, v) for v in values if v is not None]
+        terms = [f"{column} IN ({', '.join(bind(column, v) for v in present)})"] if present else []
+        if len(present) != len(values):
+            terms.append(f"{column} IS NULL")
+        where.append("(" + " OR ".join(terms) + ")" if terms else "FALSE")
+    if since is not None:
+        where.append(f"reported_at >= {bind('reported_at', _naive_utc(since))}")
+    if until is not None:
+        where.append(f"reported_at < {bind('reported_at', _naive_utc(until))}")
+    sql = f"SELECT {', '.join(USER_REPORTS.column_names)} FROM {USER_REPORTS.name}{final}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" ORDER BY reported_at DESC, report_id ASC LIMIT {int(limit)} OFFSET {int(offset)}"
+
+
+def _report_filter_value(column: str, value: Any) -> Any:
+    if column == "asn" and isinstance(value, int) and not isinstance(value, bool):
+        return f"AS{value}"
+    if column == "country" and isinstance(value, str):
+        return value.upper()
+    return value
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
