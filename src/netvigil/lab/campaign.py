@@ -21,7 +21,7 @@ rounds before the window (`preroll`) so that the collector and the probes are ru
 probe gets its own clock file: the lab's clock (same anchor, same speed) with its start moved to its first run and
 its end to the window's end, so it runs once per round from the window's start and stops by itself at its end.
 The runs fall a quarter round into each round (away from the full hours where scenarios switch policies) and the
-clients are staggered over a further eighth of a round, so that they do not all hit the control helper, the
+clients are staggered over a further quarter of a round, so that they do not all hit the control helper, the
 collector and the CPU in the same instant.
 """
 
@@ -102,7 +102,7 @@ class ProbeSettings:
     connect_timeout: float = 1.5          # one lost SYN (TCP resends it after 1 s) is not a blocked address
     tls_timeout: float = 1.0
     http_timeout: float | None = None     # None: the budget
-    control_timeout: float | None = None  # None: min(2, the budget)
+    control_timeout: float | None = None  # None: the budget (a busy helper answers late rather than never)
     upload_timeout: float = 2.0
     upload_attempts: int = 1
     concurrency: int = 32
@@ -114,8 +114,7 @@ class ProbeSettings:
         budget = max(1.0, budget)
         return replace(self, budget=budget,
                        http_timeout=self.http_timeout if self.http_timeout is not None else budget,
-                       control_timeout=self.control_timeout if self.control_timeout is not None
-                       else min(2.0, budget))
+                       control_timeout=self.control_timeout if self.control_timeout is not None else budget)
 
     def argv(self) -> list[str]:
         assert self.budget is not None and self.http_timeout is not None and self.control_timeout is not None
@@ -517,7 +516,7 @@ class _Campaign:
                 run.region = table[ns].region or client.region
             d = self.out / "clients" / f"{isp.id}-{client.name}"
             d.mkdir(parents=True)
-            first = start + self.p.round / 4 + self.p.round / 8 * i / len(hosts)
+            first = start + self.p.round / 4 + self.p.round / 4 * i / len(hosts)
             write_clock(d / "clock.json", ScenarioClock(first, until, lab_clock.speed,
                                                         lab_clock.real_time(first)))
             argv = [sys.executable, "-m", "netvigil", "probe", "run", "--json", "--file", str(urls_file),
