@@ -19,12 +19,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from netvigil import __version__
 from netvigil.analysis import FingerprintDB
 from netvigil.cli_cost import cost as cost_command
+from netvigil.cli_demo import demo_command
 from netvigil.cli_incidents import aggregates, incidents
 from netvigil.cli_lab import app as lab_app
 from netvigil.cli_reachability import reachability
+from netvigil.cli_report import report_command
 from netvigil.cli_signals import app as signals_app
 from netvigil.cli_tracker import app as tracker_app
 from netvigil.cli_tracker import stats as stats_command
+from netvigil.cli_web import serve_command
 from netvigil.cli_probe import app as probe_app
 from netvigil.cli_store import app as store_app
 from netvigil.collector.cli import app as collector_app
@@ -53,6 +56,9 @@ app.add_typer(tracker_app, name="tracker")
 app.command("stats")(stats_command)
 app.add_typer(signals_app, name="signals")
 app.command("reachability")(reachability)
+app.command("report")(report_command)
+app.command("serve")(serve_command)
+app.command("demo")(demo_command)
 
 EXIT_QUARANTINED = 3
 EXIT_MISSING = 4
