@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from netvigil.lab.check import lab_ready
+from shared_data import require_lab
 from netvigil.lab.plan import ns_prefix
 from netvigil.lab.runtime import STATE_ROOT
 
@@ -30,14 +30,6 @@ LAB = "demot"                    # this test's own lab name (the demo's default 
 LIMIT = 300.0                    # the issue: the demo finishes in at most 5 minutes
 AZ = dt.timezone(dt.timedelta(hours=4))
 SHARED_ECONOMICS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "economics"
-
-
-def _require_lab() -> None:
-    ok, reason = lab_ready()
-    if not ok:
-        if os.environ.get("NETVIGIL_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab cannot run here and NETVIGIL_REQUIRE_LAB=1: {reason}")
-        pytest.skip(f"lab cannot run here: {reason}")
 
 
 def _leftovers() -> list[str]:
@@ -67,7 +59,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    _require_lab()
+    require_lab()
     out = tmp_path_factory.mktemp("demo") / "out"
     argv = [sys.executable, "-m", "netvigil", "demo", "--out", str(out), "--name", LAB, "--json",
             "--port", str(_free_port())]

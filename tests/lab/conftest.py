@@ -17,22 +17,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from netvigil.lab.check import lab_ready
 from netvigil.lab.runtime import STATE_ROOT, Lab
+from shared_data import require_lab
 
 CLIENT = str(Path(__file__).with_name("clientprobe.py"))
-_READY: tuple[bool, str] | None = None
-
-
-def require_lab() -> None:
-    global _READY
-    if _READY is None:
-        _READY = lab_ready()
-    ok, reason = _READY
-    if not ok:
-        if os.environ.get("NETVIGIL_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab cannot run here and NETVIGIL_REQUIRE_LAB=1: {reason}")
-        pytest.skip(f"lab cannot run here: {reason}")
 
 
 def _our_leftovers() -> list[str]:

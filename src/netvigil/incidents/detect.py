@@ -616,19 +616,12 @@ def _network_throttling_evidence(group: list[_Chain], n: int, during: int) -> li
     out: list[Evidence] = []
     for c in sorted(group, key=lambda c: c.net):
         first = c.members[0]
-        e = first.episode
-        if e.before_start is not None:
-            out.append(_ev("before-start", e.before_start, first.key))
-        if e.earliest_sign is not None:
-            out.append(_ev("start", e.earliest_sign, first.key))
-        out.extend(_ev("start", p, first.key) for p in e.start_evidence[:n])
+        out.extend(_start_evidence(first, n))
         ended = [m for m in c.members if m.episode.end is not None]
         last = None
         if c.end is not None and ended:
             last = max(ended, key=lambda m: (m.episode.end, m.key))
-            if last.episode.before_end is not None:
-                out.append(_ev("before-end", last.episode.before_end, last.key))
-            out.extend(_ev("end", p, last.key) for p in last.episode.end_evidence[:n])
+            out.extend(_end_evidence(last, n))
         others = [m for m in c.members if m is not first and m is not last and m.episode.start_evidence]
         seen: set[str] = {first.key.target}
         fresh, again = [], []
@@ -644,17 +637,26 @@ def _evidence(members: Sequence[NetEpisode], params: IncidentParams) -> list[Evi
     out: list[Evidence] = []
     n = params.evidence_per_change
     for m in sorted(members, key=lambda m: (m.key.asn, m.key.region, m.key.target, m.episode.start)):
-        e = m.episode
-        if e.before_start is not None:
-            out.append(_ev("before-start", e.before_start, m.key))
-        if e.earliest_sign is not None:
-            out.append(_ev("start", e.earliest_sign, m.key))
-        out.extend(_ev("start", p, m.key) for p in e.start_evidence[:n])
-        if e.end is not None:
-            if e.before_end is not None:
-                out.append(_ev("before-end", e.before_end, m.key))
-            out.extend(_ev("end", p, m.key) for p in e.end_evidence[:n])
+        out.extend(_start_evidence(m, n))
+        if m.episode.end is not None:
+            out.extend(_end_evidence(m, n))
     return out
+
+
+def _start_evidence(m: NetEpisode, n: int) -> list[Evidence]:
+    """The last good verdict before a stretch, its earliest sign and the first ``n`` verdicts that met the rule."""
+    e = m.episode
+    out = [_ev("before-start", e.before_start, m.key)] if e.before_start is not None else []
+    if e.earliest_sign is not None:
+        out.append(_ev("start", e.earliest_sign, m.key))
+    return out + [_ev("start", p, m.key) for p in e.start_evidence[:n]]
+
+
+def _end_evidence(m: NetEpisode, n: int) -> list[Evidence]:
+    """The last bad verdict of a stretch and the first ``n`` good ones after it."""
+    e = m.episode
+    out = [_ev("before-end", e.before_end, m.key)] if e.before_end is not None else []
+    return out + [_ev("end", p, m.key) for p in e.end_evidence[:n]]
 
 
 def _ev(role: str, p: Point, key: SeriesKey) -> Evidence:
