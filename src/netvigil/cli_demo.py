@@ -188,13 +188,6 @@ class _View:
             err.print(f"demo:   round {step.round}/{step.rounds}, {step.measurements:,} measurements")
 
 
-def _money(value: float) -> str:
-    for unit, size in (("bn", 1e9), ("m", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:,.1f} {unit}"
-    return f"{value:,.0f}"
-
-
 _KIND = {"service-based": "blocking", "full-network": "outage", "throttling": "throttling"}
 
 
@@ -215,6 +208,8 @@ def _incident_table(items: list[dict[str, Any]], tz: Any) -> None:
     from rich import box
     from rich.table import Table
 
+    from netvigil.economics.explain import usd
+
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), header_style="bold")
     for col in ("dates", "kind", "services / regions", "where", "USD"):
         table.add_column(col, overflow="fold", justify="right" if col == "USD" else "left")
@@ -222,11 +217,12 @@ def _incident_table(items: list[dict[str, Any]], tz: Any) -> None:
         cost = i["cost"]
         table.add_row(_dates(i["start"], i["end"], tz), _KIND.get(i["type"], i["type"]),
                       ", ".join(i["services"] or i["regions"]), _where(i["scope"], i["asns"]),
-                      _money(cost["central"]) if cost else "")
+                      usd(cost["central"]) if cost else "")
     out.print(table)
 
 
 def _show(result: DemoResult, json_out: bool) -> None:
+    from netvigil.economics.explain import usd
     from netvigil.report.zones import timezone_named
 
     doc = result.summary()
@@ -253,7 +249,7 @@ def _show(result: DemoResult, json_out: bool) -> None:
     cost = doc["cost"]
     if cost["total"]:
         t = cost["total"]
-        out.print(f"cost: {_money(t['low'])} to {_money(t['high'])} {t['currency']} (central {_money(t['central'])}); "
+        out.print(f"cost: {usd(t['low'])} to {usd(t['high'])} {t['currency']} (central {usd(t['central'])}); "
                   f"{cost['priced']} of {cost['of']} incidents priced")
     if cost["note"]:
         err.print(f"[yellow]note:[/] {cost['note']}")

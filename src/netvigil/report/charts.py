@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from netvigil.model.incident import Incident, IncidentType
 from netvigil.model.signal import EntityType, Signal
 from netvigil.report.dataset import Publication
-from netvigil.report.summary import money
+from netvigil.economics.explain import usd as money
 from netvigil.report.timeline import short_name
 from netvigil.report.zones import timezone_named
 

@@ -24,7 +24,8 @@ from netvigil.report import charts
 from netvigil.report.dataset import Publication, StatusCell
 from netvigil.report.matrix import STATES
 from netvigil.report.method import method_notes
-from netvigil.report.summary import money, summary_lines
+from netvigil.economics.explain import usd as money
+from netvigil.report.summary import summary_lines
 from netvigil.report.timeline import METHOD_PHRASES, network_label, short_name, target_label, when_text
 from netvigil.report.zones import timezone_named, zone_label
 

@@ -7,11 +7,12 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from netvigil.economics.explain import usd as money
 from netvigil.model.incident import CostRange, Incident, IncidentType
 from netvigil.report.dataset import Publication
 from netvigil.report.timeline import network_label, when_text
 
-__all__ = ["NICE_STEPS", "cost_overlaps", "infer_round", "money", "summary_lines", "total_cost"]
+__all__ = ["NICE_STEPS", "cost_overlaps", "infer_round", "summary_lines", "total_cost"]
 
 UTC = dt.timezone.utc
 
@@ -55,18 +56,6 @@ def infer_round(report_starts: Mapping[object, Iterable[dt.datetime]]) -> dt.tim
         return None
     median = statistics.median(gaps)
     return min(NICE_STEPS, key=lambda s: abs(s.total_seconds() - median))
-
-
-def money(value: float) -> str:
-    """US$ in words people read: $44.8M, $1.2B, $830k."""
-    v = abs(value)
-    if v >= 1e9:
-        return f"${value / 1e9:.2f}B"
-    if v >= 1e6:
-        return f"${value / 1e6:.1f}M"
-    if v >= 1e3:
-        return f"${value / 1e3:.0f}k"
-    return f"${value:.0f}"
 
 
 def summary_lines(pub: Publication, tz: dt.tzinfo = UTC, country_name: str | None = None) -> list[str]:

@@ -37,6 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from netvigil.economics.explain import usd
 from netvigil.incidents.listing import IncidentFilter
 from netvigil.model.incident import IncidentType
 from netvigil.model.verdict import Method, Outcome, Verdict
@@ -512,10 +513,7 @@ def _fmt_fact(value: Any) -> str:
 def _fmt_money(x: float | None) -> str:
     if x is None:
         return ""
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"${x / div:,.1f}{unit}"
-    return f"${x:,.0f}"
+    return usd(x)
 
 
 def _fmt_duration(incident: Any) -> str:
