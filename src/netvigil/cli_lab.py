@@ -229,10 +229,20 @@ def campaign(
     except (CampaignError, ScenarioError, LabError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    def _interrupt(*_: object) -> None:  # SIGTERM/SIGHUP like Ctrl-C: run_campaign takes its lab down on the way out
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = _campaign_with_progress(params, run_campaign, quiet=json_out)
     except (CampaignError, LabError, ScenarioError) as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print(f"interrupted: lab {name!r} taken down; what the campaign wrote so far is in {out}")
+        raise typer.Exit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if json_out:
         print_json(result.doc)
     else:
