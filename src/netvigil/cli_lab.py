@@ -197,7 +197,7 @@ def campaign(
     urls: Annotated[Optional[Path], typer.Option("--urls", help="URLs to measure, one per line. Default: every web "
                                                  "target of the scenario.")] = None,
     budget: Annotated[Optional[float], typer.Option(min=1.0, help="Seconds one URL may take (step timeouts stay "
-                                                    "1 s). Default: 85 % of a round, at most 2.5 s.")] = None,
+                                                    "1 s). Default: 85 % of a round, at most 2.3 s.")] = None,
     preroll: Annotated[float, typer.Option(min=2.0, help="Real seconds between the lab clock's start and the "
                                            "window, for the collector and the probes to start.")] = 20.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print campaign.json instead of the summary table.")]

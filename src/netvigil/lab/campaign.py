@@ -21,7 +21,7 @@ rounds before the window (`preroll`) so that the collector and the probes are ru
 probe gets its own clock file: the lab's clock (same anchor, same speed) with its start moved to its first run and
 its end to the window's end, so it runs once per round from the window's start and stops by itself at its end.
 The runs fall a quarter round into each round (away from the full hours where scenarios switch policies) and the
-clients are staggered over a further quarter of a round, so that they do not all hit the control helper, the
+clients are staggered over a further eighth of a round, so that they do not all hit the control helper, the
 collector and the CPU in the same instant.
 """
 
@@ -76,7 +76,7 @@ DEFAULT_ROUND_SECONDS = 3.5              # real seconds per round when no speed 
 # are ready ~5 s after the start on a quiet 2-core machine, and took over 16 s on a loaded one.
 PREROLL_SECONDS = 20.0
 MIN_ROUND_SECONDS = 1.5
-MAX_BUDGET = 2.5                         # seconds one URL may take in the lab ...
+MAX_BUDGET = 2.3                         # seconds one URL may take in the lab ...
 BUDGET_SHARE = 0.85                      # ... and at most this share of a round, so that runs never overrun
 READY_TIMEOUT = 60.0
 CONTROL_CONCURRENCY = 256                # the control helper's default (64) answers 503 beyond that
@@ -93,7 +93,7 @@ class CampaignError(Exception):
 class ProbeSettings:
     """`probe run` flags for the lab. A silent drop costs a probe its whole step timeout, so in the lab, where
     every handshake completes in milliseconds, the step timeouts are 1-1.5 s (real probes: 5-20 s). The URL's budget
-    (and with it the HTTP and control timeouts) is by default 85 % of a round's real length, at most 2.5 s: a run
+    (and with it the HTTP and control timeouts) is by default 85 % of a round's real length, at most 2.3 s: a run
     then ends before the next round starts, and a page on a 2 Mbit/s throttled link still has time to arrive.
     Uploads try once per request and leave the rest to the next round's upload."""
 
@@ -516,7 +516,7 @@ class _Campaign:
                 run.region = table[ns].region or client.region
             d = self.out / "clients" / f"{isp.id}-{client.name}"
             d.mkdir(parents=True)
-            first = start + self.p.round / 4 + self.p.round / 4 * i / len(hosts)
+            first = start + self.p.round / 4 + self.p.round / 8 * i / len(hosts)
             write_clock(d / "clock.json", ScenarioClock(first, until, lab_clock.speed,
                                                         lab_clock.real_time(first)))
             argv = [sys.executable, "-m", "netvigil", "probe", "run", "--json", "--file", str(urls_file),
