@@ -2,8 +2,9 @@
 probes in every ISP through the whole scenario) reads like the seed's timeline for the same dates, and every claim
 links to measurements in the store.
 
-- the blocking of Facebook, Instagram, WhatsApp, YouTube, TikTok, LinkedIn, Skype, Twitter and Zoom starts on
-  27 Sep 2020 (the country's calendar) on the ISPs the ground truth says, by TLS (SNI) filtering;
+- the blocking of Facebook, Instagram, WhatsApp, YouTube, TikTok, LinkedIn, Skype, Twitter and Zoom starts within
+  one probing round of 27 Sep 2020 00:00 (the country's calendar) on the ISPs the ground truth says, by TLS (SNI)
+  filtering;
 - the state ISPs' (Baktelecom, Aztelekom) full-network outage in early November appears, with its end;
 - the frontier region's restriction after 12 Nov appears as regional and ongoing at the end of the period;
 - every sentence carries measurement uids and every one of them is in the store;
@@ -58,24 +59,30 @@ def built(az_campaign, tmp_path_factory):
 
 
 def test_social_media_blocking_starts_on_27_september_on_the_true_isps(built) -> None:
+    """Dated within one probing round of the censor's 27 Sep 00:00, the issue's tolerance (a run on a freshly
+    throttled link that failed everywhere without controls, the evening before, can date a start up to a round
+    early: 26 Sep in the evening)."""
     c, pub, _, scenario, truth = built
     blocks, _, _ = truth_intervals(truth, scenario, c.urls, c.start, c.until)
-    wanted = {(t.asn, t.key) for t in blocks if t.key in SOCIAL and local_day(t.start) == SEPT27}
+    wanted = {(t.asn, t.key): t.start for t in blocks if t.key in SOCIAL and local_day(t.start) == SEPT27}
     assert {k for _, k in wanted} == set(SOCIAL), "the scenario blocks these services from 27 Sep"
-    detected = {(d.asn, d.key) for d in detected_blocking(pub.incidents, scenario) if local_day(d.start) == SEPT27}
-    found = wanted & detected
-    print(f"social-media blocking dated 27 Sep on the true ISP: {len(found)} of {len(wanted)}; "
-          f"missed {sorted(wanted - detected)}")
-    assert len(found) >= 0.9 * len(wanted), f"missed: {sorted(wanted - detected)}"
-    # ... and the timeline says so, in the seed's words, on 27 Sep.
-    starts = [e for e in pub.timeline if e.kind == "start" and local_day(e.time) == SEPT27
+    detected = {(d.asn, d.key) for d in detected_blocking(pub.incidents, scenario)
+                if (d.asn, d.key) in wanted and abs(d.start - wanted[(d.asn, d.key)]) <= c.round}
+    on_the_day = {(d.asn, d.key) for d in detected_blocking(pub.incidents, scenario) if local_day(d.start) == SEPT27}
+    found = set(wanted) & detected
+    print(f"social-media blocking within a round of 27 Sep 00:00 on the true ISP: {len(found)} of {len(wanted)} "
+          f"({len(set(wanted) & on_the_day)} dated 27 Sep); missed {sorted(set(wanted) - detected)}")
+    assert len(found) >= 0.9 * len(wanted), f"missed: {sorted(set(wanted) - detected)}"
+    # ... and the timeline says so, in the seed's words.
+    opened = dt.datetime(2020, 9, 27, tzinfo=BAKU)
+    starts = [e for e in pub.timeline if e.kind == "start" and opened - c.round <= e.time < opened + dt.timedelta(days=1)
               and "blocked by TLS (SNI) filtering" in e.text]
     said = " ".join(e.text for e in starts)
     for host in ("facebook.com", "instagram.com", "whatsapp.com", "youtube.com"):
-        assert host in said, f"no 27 Sep start sentence names {host}: {[e.text[:200] for e in starts]}"
+        assert host in said, f"no start sentence names {host}: {[e.text[:200] for e in starts]}"
     national = [e for e in starts if "every measured network" in e.text]
     assert national, "the social-media block is national"
-    assert all(e.text.startswith("27 Sep 2020 ") for e in starts)
+    assert all(e.text.startswith(("26 Sep 2020 ", "27 Sep 2020 ")) for e in starts)
 
 
 def test_the_state_isps_november_outage_and_its_end(built) -> None:
