@@ -72,7 +72,7 @@ def report_command(
     from netvigil.countries import alpha2
     from netvigil.report.render import write_report
     from netvigil.report.zones import country_timezone, timezone_named
-    from netvigil.store import StoreError, store_file
+    from netvigil.store import StoreError, existing_store_file
     from netvigil.tasks.publish import PublishError, build_publication
     from netvigil.tasks.signals import SignalsError
 
@@ -85,11 +85,9 @@ def report_command(
         raise _fail(f"--to {until} is not after --from {since}", EXIT_USAGE)
     step = _duration(round_)
     try:
-        path = store_file(store)
+        existing_store_file(store)
     except StoreError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
-    if path is not None and not path.exists():
-        raise _fail(f"no store at {path} (import measurements first, or pass --store)", EXIT_USAGE)
     target = out_dir or Path(f"report-{cc}")
     started = time.perf_counter()
     try:

@@ -69,7 +69,7 @@ def serve_command(
     """Serve the dashboard and its API: overview, incidents, measurement explorer, charts; JSON and CSV under
     /api, documented at /docs and /openapi.json."""
     from netvigil.countries import alpha2
-    from netvigil.store import MEMORY_ENV, StoreError, store_file
+    from netvigil.store import MEMORY_ENV, StoreError, existing_store_file
 
     # A dashboard sorts all of a country's verdicts to build its publication: 64 MB is too little at 1M (docs/web.md).
     os.environ.setdefault(MEMORY_ENV, SERVE_DUCKDB_MEMORY)
@@ -84,11 +84,9 @@ def serve_command(
             raise _fail(f"unknown country {country!r}: give an ISO 3166 code such as AZ, or a country name",
                         EXIT_USAGE)
     try:
-        path = store_file(store)
+        existing_store_file(store)
     except StoreError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
-    if path is not None and not path.exists():
-        raise _fail(f"no store at {path} (import measurements first, or pass --store)", EXIT_USAGE)
     if report_dir is not None and not report_dir.is_dir():
         raise _fail(f"--report-dir {report_dir} is not a directory", EXIT_USAGE)
     token = _admin_token(admin_token_file)

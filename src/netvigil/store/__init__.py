@@ -26,6 +26,7 @@ from netvigil.store.base import (
 )
 
 __all__ = [
+    "existing_store_file",
     "EXPORT_TABLES",
     "GROUP_COLUMNS",
     "QueryResult",
@@ -81,6 +82,14 @@ def open_store(
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
+
+
+def existing_store_file(url_or_path: str | Path | None = None) -> Path | None:
+    """:func:`store_file`, for commands that only read: StoreError when the DuckDB file is not there yet."""
+    path = store_file(url_or_path)
+    if path is not None and not path.exists():
+        raise StoreError(f"no store at {path} (import measurements first, or pass --store)")
+    return path
 
 
 def store_file(url_or_path: str | Path | None = None) -> Path | None:
