@@ -195,6 +195,26 @@ def test_whole_isp_throttling(lab, probe):
     assert on(lab, "gamma-throttle", "throttle_isp", isp="gamma")
 
 
+def test_whole_isp_throttling_serves_new_flows_first(lab, probe):
+    """A throttled link full of a bulk download still completes a fresh TLS handshake quickly: the shaper serves
+    each connection's first bytes ahead of bulk traffic, like fq_codel (with one FIFO the handshake waited behind
+    the download's whole queue)."""
+    import concurrent.futures
+    import time
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        bulk = pool.submit(probe, "gamma", op="download", ip="198.51.100.140", sni="domestic-largefile.example",
+                           seconds=4)
+        time.sleep(1.5)  # the download has filled the shaper's queue
+        handshakes = [probe("gamma", op="tls", ip="198.51.100.101", sni="domestic-news.example", verify=False)
+                      for _ in range(3)]
+        slow = bulk.result()
+    assert all(h.get("ok") for h in handshakes), handshakes
+    assert 0.5 * 1_000_000 <= slow["bps"] <= 1.2 * 1_000_000, slow  # the download still had the link
+    # a 1 Mbit/s FIFO holding the tbf's 200 ms of queue made each handshake take 0.4 s or more
+    assert min(h["elapsed"] for h in handshakes) < 0.15, handshakes
+
+
 # --- outages and allow-lists ----------------------------------------------------------------------------
 
 def test_international_cut_keeps_domestic_hosts(lab, probe):

@@ -32,7 +32,8 @@ import dns.rrset
 
 from netvigil.lab import dpi
 from netvigil.lab.clock import ScenarioClock, write_clock
-from netvigil.lab.nftrules import TABLE, Interception, make_interception, render_ruleset, render_shaping
+from netvigil.lab.nftrules import (TABLE, Interception, make_interception, render_ruleset, render_shaper,
+                                   render_shaping)
 from netvigil.lab.plan import Plan, make_plan
 from netvigil.lab.scenario import Policy, Scenario, Technique, load_scenario
 from netvigil.lab.truth import switches, write_ground_truth
@@ -90,12 +91,9 @@ class Censor:
         for iface, rate in render_shaping(self.plan, new, lines).items():
             if rate == old_shaping.get(iface) and self.active:
                 continue
-            if rate is None:
-                subprocess.run(["tc", "qdisc", "del", "dev", iface, "root"], capture_output=True)
-            else:
-                burst = max(rate // 8 // 10, 16_000)
-                subprocess.run(["tc", "qdisc", "replace", "dev", iface, "root", "tbf", "rate", f"{rate}bit",
-                                "burst", str(burst), "latency", "200ms"], check=True, capture_output=True)
+            subprocess.run(["tc", "qdisc", "del", "dev", iface, "root"], capture_output=True)
+            for argv in render_shaper(iface, rate) if rate is not None else []:
+                subprocess.run(argv, check=True, capture_output=True)
         gone = [p for p in self.active if p not in new]
         came = [p for p in new if p not in self.active]
         self.active = new
@@ -322,8 +320,14 @@ class _DnsListener(asyncio.DatagramProtocol):
         task.add_done_callback(self.tasks.discard)
 
 
+def count_flow_bytes() -> None:
+    """Turn on conntrack byte accounting in this (the backbone's) namespace: the shapers' new-flow rule reads it."""
+    Path("/proc/sys/net/netfilter/nf_conntrack_acct").write_text("1\n", encoding="ascii")
+
+
 async def serve(censor: Censor) -> None:
     loop = asyncio.get_running_loop()
+    count_flow_bytes()
     servers = [await asyncio.start_server(censor.handle_flow, "0.0.0.0", censor.icpt.relay_port,
                                           reuse_address=True, backlog=512)]
     for port in (80, 443):

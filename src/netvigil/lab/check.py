@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from netvigil.lab.nftrules import render_shaper
+
 __all__ = ["Finding", "check_prerequisites", "lab_ready"]
 
 
@@ -52,10 +54,10 @@ def check_prerequisites() -> list[Finding]:
                 out.append(Finding("nftables in a namespace", nft.returncode == 0,
                                    "nft works" if nft.returncode == 0 else nft.stderr.strip(),
                                    "kernel needs nf_tables (CONFIG_NF_TABLES) and nft >= 0.9"))
-                tbf = _run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate",
-                            "1mbit", "burst", "16kb", "latency", "100ms"])
-                out.append(Finding("tc tbf", tbf.returncode == 0, "tbf works" if tbf.returncode == 0
-                                   else tbf.stderr.strip(), "kernel needs sch_tbf (whole-ISP throttling only)"))
+                shaper = [_run(["ip", "netns", "exec", ns, *argv]) for argv in render_shaper("lo", 1_000_000)]
+                failed = next((r.stderr.strip() for r in shaper if r.returncode != 0), None)
+                out.append(Finding("tc htb shaper", failed is None, failed or "htb and bfifo work",
+                                   "kernel needs sch_htb and sch_fifo (access lines and whole-ISP throttling)"))
             finally:
                 _run(["ip", "netns", "del", ns])
     return out

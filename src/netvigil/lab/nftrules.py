@@ -1,4 +1,4 @@
-"""Render the censor's kernel state (one nft table and tbf qdiscs) from the policies active now (pure).
+"""Render the censor's kernel state (one nft table and htb shapers) from the policies active now (pure).
 
 The censor daemon re-renders the whole table at every switch and loads it in one `nft -f` transaction, so the
 kernel never holds a half-applied policy set. Connection tracking survives the reload: connections already
@@ -10,6 +10,13 @@ Hook placement, and why:
 - `post` (postrouting): download-direction policers and outage drops toward an ISP; `ct original ip daddr` names
   the server both for routed flows and for flows the relay terminates.
 - `nat_pre`: the static redirect of TLS/HTTP flows to the relay and of DNS queries to the DNS interceptor.
+
+Shaping (an access line, whole-ISP throttling) queues like a real shaper with flow queueing, not like one FIFO:
+each connection's first `NEW_FLOW_BYTES` toward the client (handshakes, DNS answers, a test helper's reply) go
+ahead of bulk transfers, as fq_codel serves new flows first. With one FIFO behind a 2 Mbit/s throttle, forty page
+downloads held every SYN-ACK and every control answer for seconds, so probes on a throttled ISP lost their
+controls and read handshake timeouts as blocking. This kernel has no fq_codel or sfq; htb with two classes and an
+nft rule that sets the packet's priority (conntrack byte accounting on) does the same job.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ from dataclasses import dataclass
 from netvigil.lab.plan import DOMESTIC_NETS, Plan
 from netvigil.lab.scenario import Policy, Scenario, Technique
 
-__all__ = ["TABLE", "Interception", "make_interception", "render_ruleset", "render_shaping"]
+__all__ = ["TABLE", "Interception", "make_interception", "render_ruleset", "render_shaper", "render_shaping"]
 
 TABLE = "netvigil"
 RELAY_PORT = 10443
 DNS_PORT_BASE = 10053
+NEW_FLOW_BYTES = 8000        # a connection's first bytes toward the client that jump the shaper's bulk queue
+NEW_FLOW_CLASS = "1:10"      # htb class of those packets (set as the packet's priority by nft)
+BULK_CLASS = "1:20"          # htb's default class: everything else
+SHAPER_QUEUE_SECONDS = 0.2   # each class queues at most this much traffic at the shaped rate, then drops
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +141,10 @@ def render_ruleset(plan: Plan, scenario: Scenario, active: tuple[Policy, ...], i
             pre += [f"{r} comment \"{p.id}\"" for r in r_pre]
             post += [f"{r} comment \"{p.id}\"" for r in r_post]
     ifaces = _quoted(list(plan.isp_ifaces.values()))
+    shaped = [i for i, rate in render_shaping(plan, active, {i.id: i.line_bps for i in scenario.isps}).items() if rate]
+    if shaped:
+        post.append(f"oifname {_quoted(sorted(shaped))} ct reply bytes < {NEW_FLOW_BYTES} "
+                    f"meta priority set {NEW_FLOW_CLASS} comment \"new flows first\"")
     nat: list[str] = []
     if icpt.tcp:
         pairs = _set([f"{a} . {port}" for a, port in icpt.tcp])
@@ -155,7 +170,7 @@ def render_ruleset(plan: Plan, scenario: Scenario, active: tuple[Policy, ...], i
 
 def render_shaping(plan: Plan, active: tuple[Policy, ...], lines: dict[str, int | None] | None = None,
                    ) -> dict[str, int | None]:
-    """Backbone interface -> tbf rate (bit/s), None where no shaper should be: the ISP's access line (`lines`, ISP
+    """Backbone interface -> shaper rate (bit/s), None where no shaper should be: the ISP's access line (`lines`, ISP
     id -> bit/s) or whole-ISP throttling, whichever is slower."""
     out: dict[str, int | None] = {iface: (lines or {}).get(isp) for isp, iface in plan.isp_ifaces.items()}
     for p in active:
@@ -164,3 +179,27 @@ def render_shaping(plan: Plan, active: tuple[Policy, ...], lines: dict[str, int 
                 iface = plan.isp_ifaces[isp]
                 out[iface] = min(filter(None, (out[iface], p.rate_bps)))
     return out
+
+
+def render_shaper(iface: str, rate: int) -> list[list[str]]:
+    """`tc` argv lists that (re)build `iface`'s shaper at `rate` bit/s: htb with a new-flow class served first and
+    a bulk class, both allowed the whole rate, each with a byte FIFO of `SHAPER_QUEUE_SECONDS` at that rate."""
+    burst = max(rate // 8 // 10, 16_000)
+    limit = max(int(rate / 8 * SHAPER_QUEUE_SECONDS), 16_000)
+    new_minor, bulk_minor = NEW_FLOW_CLASS.split(":")[1], BULK_CLASS.split(":")[1]
+    dev = ["dev", iface]
+
+    def htb_class(classid: str, share: float, prio: int) -> list[str]:
+        return ["tc", "class", "add", *dev, "parent", "1:1", "classid", classid, "htb", "rate",
+                f"{max(int(rate * share), 8_000)}bit", "ceil", f"{rate}bit", "burst", str(burst), "cburst",
+                str(burst), "prio", str(prio), "quantum", "1514"]
+
+    return [
+        ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", bulk_minor],
+        ["tc", "class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", f"{rate}bit", "burst",
+         str(burst), "cburst", str(burst)],
+        htb_class(NEW_FLOW_CLASS, 0.9, 0),
+        htb_class(BULK_CLASS, 0.1, 1),
+        ["tc", "qdisc", "add", *dev, "parent", NEW_FLOW_CLASS, "handle", f"{new_minor}:", "bfifo", "limit", str(limit)],
+        ["tc", "qdisc", "add", *dev, "parent", BULK_CLASS, "handle", f"{bulk_minor}:", "bfifo", "limit", str(limit)],
+    ]
