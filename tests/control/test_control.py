@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import socket
 import subprocess
@@ -314,3 +315,65 @@ def test_rate_limiter_refills() -> None:
     assert limiter.acquire("a", now=1.0) == 0.0  # one token per second at 60/min
     limiter.max_clients = 2
     assert limiter.acquire("c", now=100.0) == 0.0 and len(limiter) <= 2  # idle buckets were dropped
+
+
+# -- shared measurements ----------------------------------------------------------------------------------------
+
+class _CountingSite:
+    """A plain HTTP site on lab host `ip`:80 that answers each GET after `delay` seconds and counts them."""
+
+    def __init__(self, ip: str, delay: float) -> None:
+        import http.server
+
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                with site.lock:
+                    site.paths.append(self.path)
+                time.sleep(delay)
+                body = b"<html><title>counted</title>shared</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.lock = threading.Lock()
+        self.paths: list[str] = []
+        self.server = http.server.ThreadingHTTPServer((ip, 80), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+COUNTED = 62  # lab host of the counting site
+
+
+def test_identical_requests_in_flight_share_one_measurement(lab: Lab) -> None:
+    """Eight probes asking about the same URL at once cost the helper one fetch; another URL gets its own; with
+    --share-seconds an answer also serves identical requests that come soon after it."""
+    ip = lab.ip(COUNTED)
+    site = _CountingSite(ip, delay=0.6)
+    h = start_helper("127.0.0.1", "--allow-net", "127.0.0.0/8", "--share-seconds", "1.5")
+    try:
+        url = f"http://{ip}/page"
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            answers = list(pool.map(lambda u: control(h, u, [f"{ip}:80"]), [url] * 8 + [f"http://{ip}/other"]))
+        assert sorted(site.paths) == ["/other", "/page"], site.paths
+        assert {a.http_request.status_code for a in answers} == {200}
+        assert answers[0].http_request.title == "counted" and answers[0] == answers[7]
+        again = control(h, url, [f"{ip}:80"])                 # within --share-seconds: the same answer
+        assert again == answers[0] and len(site.paths) == 2
+        time.sleep(2.0)
+        control(h, url, [f"{ip}:80"])                        # later: measured afresh
+        assert sorted(site.paths) == ["/other", "/page", "/page"]
+        other_endpoints = control(h, url, [f"{ip}:80", f"{lab.ip(NORMAL)}:80"])   # a different request
+        assert len(site.paths) == 4 and other_endpoints.tcp_connect[f"{lab.ip(NORMAL)}:80"].status is True
+    finally:
+        assert stop(h.proc) == 0
+        site.close()

@@ -45,6 +45,9 @@ def serve(
         help="Also measure URLs and endpoints on this TCP port (repeatable). By default only 80 and 443.")] = None,
     rate: Annotated[float, typer.Option(help="Requests per minute per client address (burst: a quarter).")] = 120.0,
     max_concurrency: Annotated[int, typer.Option(help="Measurements at once; beyond that, 503.")] = 64,
+    share_seconds: Annotated[float, typer.Option(
+        help="Also answer identical requests (same URL, endpoints, headers) from a measurement that ended at most "
+             "this long ago. Identical requests in flight always share one measurement.")] = 0.0,
     ca_file: Annotated[Optional[Path], typer.Option(
         help="Trust store (PEM) for the helper's own outbound TLS. Default: the system's.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds for one whole control measurement.")] = 10.0,
@@ -58,8 +61,11 @@ def serve(
         if any(not 0 < p < 65536 for p in allow_port or ()):
             raise ValueError("--allow-port takes TCP port numbers (1-65535)")
         policy = Policy.from_cidrs(allow_net or [], rate_per_minute=rate, max_concurrency=max_concurrency,
+                                   share_seconds=share_seconds,
                                    ports=frozenset({80, 443, *(allow_port or ())}))
         _check_flags(port, rate, max_concurrency, timeout, tls_cert, tls_key, ca_file)
+        if not 0 <= share_seconds <= 60:
+            raise ValueError("--share-seconds must be between 0 and 60")
         server_tls = load_server_tls(tls_cert, tls_key)
         asns = asn_lookup(mmdb=asn_db or [], lab_table=lab_ip_table)
     except ValueError as exc:

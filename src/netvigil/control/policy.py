@@ -56,6 +56,7 @@ class Policy:
     burst: int | None = None          # None: a quarter of the per-minute rate
     max_concurrency: int = 64
     queue_wait: float = 2.0           # how long a request may wait for a measurement slot before 503
+    share_seconds: float = 0.0        # an answer also serves identical requests this long after it (0: in flight)
     ports: frozenset[int] = frozenset({80, 443})
     max_endpoints: int = 16
     max_request_bytes: int = 64 * 1024

@@ -2,7 +2,10 @@
 ``GET /speed/download?bytes=N`` and ``POST /speed/upload``.
 
 Order of the gates, cheapest first: per-client rate limit (429), body size and shape (400), the safety checks
-(400), then a measurement slot (503 when saturated beyond a short wait). The speed endpoints have their own
+(400), then a measurement slot (503 when saturated beyond a short wait). Identical requests (same URL, endpoints
+and headers) that arrive while one is being measured share that measurement instead of queueing another, and
+with ``Policy.share_seconds`` also for that long after it ended: a burst of probes asking about the same URL at
+the same moment costs one measurement. The speed endpoints have their own
 per-client rate limit, a cap on bytes and seconds per transfer and on transfers at once (``SpeedLimits``): they
 send only the helper's own random bytes and read and discard what they are sent, so they cannot proxy anything.
 The client's address is used only in memory by the rate limiters: it is never logged and never stored.
@@ -22,7 +25,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from netvigil.control.measure import AsnLookup, measure_target, to_wire
-from netvigil.control.policy import Policy, RateLimiter, RequestRefused, check_request
+from netvigil.control.policy import Policy, RateLimiter, RequestRefused, Target, check_request
 from netvigil.model.control import ControlRequest
 from netvigil.probe.netx import TLSConfig
 
@@ -55,6 +58,7 @@ def make_app(policy: Policy, *, tls: TLSConfig | None = None, timeout: float = 1
     app = FastAPI(title="netvigil control helper", docs_url=None, redoc_url=None, openapi_url=None)
     limiter = RateLimiter(policy.rate_per_minute, policy.effective_burst)
     slots = asyncio.Semaphore(policy.max_concurrency)
+    answers: dict[Target, asyncio.Task[tuple[int, bytes]]] = {}  # measuring now, or answered < share_seconds ago
 
     async def web_connectivity(request: Request) -> Response:
         client = request.client.host if request.client else ""
@@ -68,20 +72,41 @@ def make_app(policy: Policy, *, tls: TLSConfig | None = None, timeout: float = 1
             target = check_request(req, policy)
         except RequestRefused as exc:
             return _error(400, str(exc))
+        shared = answers.get(target)
+        if shared is None:
+            shared = answers[target] = asyncio.create_task(measure_once(target))
+            shared.add_done_callback(lambda task: forget(target, task))
+        # shielded: a client that hangs up does not cancel the measurement others are waiting for
+        status, body = await asyncio.shield(shared)
+        if status != 200:
+            return _error(status, body.decode(), {"Retry-After": "1"})
+        return Response(content=body, media_type=_JSON)
+
+    async def measure_once(target: Target) -> tuple[int, bytes]:
+        """(200, the encoded answer) or (503, why)."""
         try:
             async with asyncio.timeout(policy.queue_wait):
                 await slots.acquire()
         except TimeoutError:
-            return _error(503, "busy: too many measurements in progress", {"Retry-After": "1"})
+            return 503, b"busy: too many measurements in progress"
         try:
             async with asyncio.timeout(timeout + _BACKSTOP):
                 result = await measure_target(target, policy, tls=tls, timeout=timeout, asn_lookup=asn_lookup)
         except TimeoutError:
             log.error("a measurement overran its budget by %.0f s", _BACKSTOP)
-            return _error(503, "measurement timed out", {"Retry-After": "1"})
+            return 503, b"measurement timed out"
         finally:
             slots.release()
-        return Response(content=msgspec.json.encode(to_wire(result)), media_type=_JSON)
+        return 200, msgspec.json.encode(to_wire(result))
+
+    def forget(target: Target, task: asyncio.Task) -> None:
+        def drop() -> None:
+            if answers.get(target) is task:
+                del answers[target]
+        if policy.share_seconds > 0 and not task.cancelled() and task.exception() is None and task.result()[0] == 200:
+            asyncio.get_running_loop().call_later(policy.share_seconds, drop)
+        else:
+            drop()
 
     async def health() -> Response:
         return Response(content=b'{"status":"ok"}', media_type=_JSON)

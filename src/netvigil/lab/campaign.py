@@ -80,6 +80,11 @@ MAX_BUDGET = 2.3                         # seconds one URL may take in the lab .
 BUDGET_SHARE = 0.85                      # ... and at most this share of a round, so that runs never overrun
 READY_TIMEOUT = 60.0
 CONTROL_CONCURRENCY = 256                # the control helper's default (64) answers 503 beyond that
+# Every client asks the helper about the same URLs within an eighth of a round: one measurement answers them all
+# for a quarter of a round (2 h of scenario time with 8 h rounds; the helper stands outside every censor). Each of
+# 168 controls a round measured afresh kept one helper process busy past the probes' budget on a loaded machine,
+# and whole runs lost their controls.
+CONTROL_SHARE_ROUNDS = 0.25
 HELD_ROUNDS = 1                          # delivered a round or more after it was measured: "held" in the spool
 _OFFSET = re.compile(r"^\+(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -320,11 +325,12 @@ def _free_internet_address(scenario: Scenario) -> str:
 
 
 def derive_scenario(doc: Mapping[str, Any], scenario: Scenario, start: dt.datetime, end: dt.datetime,
-                    speed: float) -> dict[str, Any]:
+                    speed: float, share_seconds: float | None = None) -> dict[str, Any]:
     """The scenario file a campaign runs: `doc` (the decoded TOML of `scenario`) with the clock starting at
     `start`, ending at `end`, at `speed`, every policy time absolute (offsets like "+1d" were relative to the old
     start), a `host` target for the collector when there is none, and room in the control helpers for every client
-    at once (`max_concurrency`, unless the scenario sets it). Pure."""
+    at once (`max_concurrency`, unless the scenario sets it) and, with `share_seconds`, answers shared between
+    identical requests that long (`share_seconds`, unless the scenario sets it). Pure."""
     out = copy.deepcopy(dict(doc))
     head = out.setdefault("scenario", {})
     head["start"], head["end"], head["speed"] = start, end, float(speed)
@@ -343,6 +349,8 @@ def derive_scenario(doc: Mapping[str, Any], scenario: Scenario, start: dt.dateti
     for raw in out.get("targets", []):  # every client asks the helper each round: room for all of them at once
         if raw.get("kind") == "control":
             raw.setdefault("server", {}).setdefault("max_concurrency", CONTROL_CONCURRENCY)
+            if share_seconds is not None:
+                raw["server"].setdefault("share_seconds", round(share_seconds, 3))
     return out
 
 
@@ -460,7 +468,8 @@ class _Campaign:
                 raise CampaignError(f"the window {start.isoformat()} .. {until.isoformat()} is not inside the "
                                     f"scenario ({scenario.start.isoformat()} .. {scenario.end.isoformat()})")
             pre_rounds = max(1, math.ceil(p.preroll * speed / p.round.total_seconds()))
-            derived_doc = derive_scenario(doc, scenario, start - pre_rounds * p.round, until, speed)
+            derived_doc = derive_scenario(doc, scenario, start - pre_rounds * p.round, until, speed,
+                                          CONTROL_SHARE_ROUNDS * p.round.total_seconds() / speed)
             import tomli_w
 
             derived = self.out / "scenario.toml"

@@ -38,6 +38,7 @@ class ControlHelper:
     rate: int = DEFAULT_RATE
     max_concurrency: int | None = None
     timeout: float | None = None
+    share_seconds: float | None = None
 
     @property
     def cert_names(self) -> list[str]:
@@ -56,6 +57,7 @@ def make_control_helpers(plan: Plan, scenario: Scenario) -> list[ControlHelper]:
             "rate": int(t.server.get("rate", DEFAULT_RATE)),
             "max_concurrency": int(t.server["max_concurrency"]) if "max_concurrency" in t.server else None,
             "timeout": float(t.server["timeout"]) if "timeout" in t.server else None,
+            "share_seconds": float(t.server["share_seconds"]) if "share_seconds" in t.server else None,
         }
         for port, tls in ((CONTROL_HTTPS_PORT, True), (CONTROL_HTTP_PORT, False)):
             out.append(ControlHelper(f"helper-{t.id}-{port}", ns, t.id, t.address, port, tls, t.names, **limits))
@@ -78,6 +80,8 @@ def control_argv(helper: ControlHelper, python: str, ca_file: Path, leaf: tuple[
         argv += ["--max-concurrency", str(helper.max_concurrency)]
     if helper.timeout is not None:
         argv += ["--timeout", f"{helper.timeout:g}"]
+    if helper.share_seconds is not None:
+        argv += ["--share-seconds", f"{helper.share_seconds:g}"]
     if ip_table is not None:
         argv += ["--lab-ip-table", str(ip_table)]
     return argv

@@ -98,7 +98,8 @@ TARGET_KINDS = ("web", "tls_echo", "tor", "largefile", "vpn", "control", "host")
 # `server` table may tune the helper's limits (requests per minute, concurrent requests, per-request timeout).
 CONTROL_HTTPS_PORT = 443
 CONTROL_HTTP_PORT = 80
-CONTROL_SERVER_KEYS = {"rate": (int,), "max_concurrency": (int,), "timeout": (int, float)}
+CONTROL_SERVER_KEYS = {"rate": (int,), "max_concurrency": (int,), "timeout": (int, float),
+                       "share_seconds": (int, float)}
 MAX_DELAY = 5.0  # seconds of emulated latency; beyond this the servers' own timeouts would fire first
 
 # Forged DNS answers by keyword (OONI's QA uses the same three families: a bogon, localhost, a blockpage).
