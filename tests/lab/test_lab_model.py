@@ -130,13 +130,14 @@ def test_ruleset_and_shaping_for_the_catalogue():
     assert render_shaping(plan, (), {"gamma": 5_000_000})["i-gamma"] == 5_000_000
     assert render_shaping(plan, act, {"alpha": 8_000_000})["i-alpha"] == 8_000_000
     # shaped links serve each connection's first bytes ahead of bulk transfers (new-flow priority)
-    assert 'oifname { "i-gamma" } ct reply bytes < 8000 meta priority set 1:10' in rules
+    assert 'oifname { "i-gamma" } ct reply bytes < 8000 meta priority set 10:10' in rules
     assert "meta priority" not in render_ruleset(plan, s, (), make_interception(s))
     tc = render_shaper("i-gamma", 1_000_000)
-    assert tc[0] == ["tc", "qdisc", "add", "dev", "i-gamma", "root", "handle", "1:", "htb", "default", "20"]
+    assert tc[0][:9] == ["tc", "qdisc", "add", "dev", "i-gamma", "root", "handle", "1:", "tbf"]
+    assert tc[0][tc[0].index("rate") + 1] == "1000000bit"        # tbf sets the rate; htb below it only orders
     classes = {a[a.index("classid") + 1]: a for a in tc if "classid" in a}
-    assert set(classes) == {"1:1", "1:10", "1:20"}
-    assert all(classes[c][classes[c].index("ceil") + 1] == "1000000bit" for c in ("1:10", "1:20"))
+    assert set(classes) == {"10:1", "10:10", "10:20"}
+    assert [classes[c][classes[c].index("prio") + 1] for c in ("10:10", "10:20")] == ["0", "1"]
     base = load_scenario("baseline")
     assert {i.id: i.line_bps for i in base.isps} == {"alpha": 50_000_000, "beta": 30_000_000}
     assert make_interception(base).tcp == ()  # no relay without relay policies

@@ -15,8 +15,9 @@ Shaping (an access line, whole-ISP throttling) queues like a real shaper with fl
 each connection's first `NEW_FLOW_BYTES` toward the client (handshakes, DNS answers, a test helper's reply) go
 ahead of bulk transfers, as fq_codel serves new flows first. With one FIFO behind a 2 Mbit/s throttle, forty page
 downloads held every SYN-ACK and every control answer for seconds, so probes on a throttled ISP lost their
-controls and read handshake timeouts as blocking. This kernel has no fq_codel or sfq; htb with two classes and an
-nft rule that sets the packet's priority (conntrack byte accounting on) does the same job.
+controls and read handshake timeouts as blocking. This kernel has no fq_codel or sfq: tbf sets the rate, an htb
+below it with two classes orders the packets, and an nft rule sets a packet's priority (conntrack byte accounting
+on) to the new-flow class.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ TABLE = "netvigil"
 RELAY_PORT = 10443
 DNS_PORT_BASE = 10053
 NEW_FLOW_BYTES = 8000        # a connection's first bytes toward the client that jump the shaper's bulk queue
-NEW_FLOW_CLASS = "1:10"      # htb class of those packets (set as the packet's priority by nft)
-BULK_CLASS = "1:20"          # htb's default class: everything else
+NEW_FLOW_CLASS = "10:10"     # htb class of those packets (set as the packet's priority by nft)
+BULK_CLASS = "10:20"         # htb's default class: everything else
 SHAPER_QUEUE_SECONDS = 0.2   # each class queues at most this much traffic at the shaped rate, then drops
 
 
@@ -182,24 +183,28 @@ def render_shaping(plan: Plan, active: tuple[Policy, ...], lines: dict[str, int 
 
 
 def render_shaper(iface: str, rate: int) -> list[list[str]]:
-    """`tc` argv lists that (re)build `iface`'s shaper at `rate` bit/s: htb with a new-flow class served first and
-    a bulk class, both allowed the whole rate, each with a byte FIFO of `SHAPER_QUEUE_SECONDS` at that rate."""
+    """`tc` argv lists that build `iface`'s shaper at `rate` bit/s: tbf sets the rate (and splits GSO packets, so
+    the queues hold real packets), an htb below it serves the new-flow class before the bulk class, each class
+    with a byte FIFO of `SHAPER_QUEUE_SECONDS` at that rate. htb's own rates are far above `rate`: it only orders."""
     burst = max(rate // 8 // 10, 16_000)
     limit = max(int(rate / 8 * SHAPER_QUEUE_SECONDS), 16_000)
-    new_minor, bulk_minor = NEW_FLOW_CLASS.split(":")[1], BULK_CLASS.split(":")[1]
+    top = f"{10 * rate}bit"
     dev = ["dev", iface]
+    major = NEW_FLOW_CLASS.split(":")[0]
 
-    def htb_class(classid: str, share: float, prio: int) -> list[str]:
-        return ["tc", "class", "add", *dev, "parent", "1:1", "classid", classid, "htb", "rate",
-                f"{max(int(rate * share), 8_000)}bit", "ceil", f"{rate}bit", "burst", str(burst), "cburst",
-                str(burst), "prio", str(prio), "quantum", "1514"]
+    def leaf(classid: str, prio: int) -> list[list[str]]:
+        minor = classid.split(":")[1]
+        return [["tc", "class", "add", *dev, "parent", f"{major}:1", "classid", classid, "htb", "rate", top,
+                 "prio", str(prio), "quantum", "1514"],
+                ["tc", "qdisc", "add", *dev, "parent", classid, "handle", f"{int(minor, 16) + 0x100:x}:", "bfifo",
+                 "limit", str(limit)]]
 
     return [
-        ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", bulk_minor],
-        ["tc", "class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", f"{rate}bit", "burst",
-         str(burst), "cburst", str(burst)],
-        htb_class(NEW_FLOW_CLASS, 0.9, 0),
-        htb_class(BULK_CLASS, 0.1, 1),
-        ["tc", "qdisc", "add", *dev, "parent", NEW_FLOW_CLASS, "handle", f"{new_minor}:", "bfifo", "limit", str(limit)],
-        ["tc", "qdisc", "add", *dev, "parent", BULK_CLASS, "handle", f"{bulk_minor}:", "bfifo", "limit", str(limit)],
+        ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "tbf", "rate", f"{rate}bit", "burst", str(burst),
+         "latency", f"{int(SHAPER_QUEUE_SECONDS * 1000)}ms"],
+        ["tc", "qdisc", "add", *dev, "parent", "1:1", "handle", f"{major}:", "htb", "default",
+         BULK_CLASS.split(":")[1]],
+        ["tc", "class", "add", *dev, "parent", f"{major}:", "classid", f"{major}:1", "htb", "rate", top],
+        *leaf(NEW_FLOW_CLASS, 0),
+        *leaf(BULK_CLASS, 1),
     ]
