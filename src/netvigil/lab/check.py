@@ -56,8 +56,8 @@ def check_prerequisites() -> list[Finding]:
                                    "kernel needs nf_tables (CONFIG_NF_TABLES) and nft >= 0.9"))
                 shaper = [_run(["ip", "netns", "exec", ns, *argv]) for argv in render_shaper("lo", 1_000_000)]
                 failed = next((r.stderr.strip() for r in shaper if r.returncode != 0), None)
-                out.append(Finding("tc htb shaper", failed is None, failed or "htb and bfifo work",
-                                   "kernel needs sch_htb and sch_fifo (access lines and whole-ISP throttling)"))
+                out.append(Finding("tc shaper", failed is None, failed or "tbf, htb and bfifo work",
+                                   "kernel needs sch_tbf, sch_htb, sch_fifo (access lines, whole-ISP throttling)"))
             finally:
                 _run(["ip", "netns", "del", ns])
     return out
