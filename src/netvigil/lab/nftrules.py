@@ -1,4 +1,4 @@
-"""Render the censor's kernel state (one nft table and htb shapers) from the policies active now (pure).
+"""Render the censor's kernel state (one nft table and the shapers' qdiscs) from the policies active now (pure).
 
 The censor daemon re-renders the whole table at every switch and loads it in one `nft -f` transaction, so the
 kernel never holds a half-applied policy set. Connection tracking survives the reload: connections already
