@@ -32,8 +32,8 @@ import dns.rrset
 
 from netvigil.lab import dpi
 from netvigil.lab.clock import ScenarioClock, write_clock
-from netvigil.lab.nftrules import (TABLE, Interception, make_interception, render_ruleset, render_shaper,
-                                   render_shaping)
+from netvigil.lab.nftrules import (TABLE, Interception, access_lines, make_interception, render_ruleset,
+                                   render_shaper, render_shaping)
 from netvigil.lab.plan import Plan, make_plan
 from netvigil.lab.scenario import Policy, Scenario, Technique, load_scenario
 from netvigil.lab.truth import switches, write_ground_truth
@@ -86,7 +86,7 @@ class Censor:
         out = subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, capture_output=True)
         if out.returncode != 0:
             raise RuntimeError(f"nft rejected the ruleset: {out.stderr.strip()}\n{ruleset}")
-        lines = {i.id: i.line_bps for i in self.scenario.isps}
+        lines = access_lines(self.scenario)
         old_shaping = render_shaping(self.plan, self.active, lines)
         for iface, rate in render_shaping(self.plan, new, lines).items():
             if rate == old_shaping.get(iface) and self.active:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from netvigil.lab.plan import DOMESTIC_NETS, Plan
 from netvigil.lab.scenario import Policy, Scenario, Technique
 
-__all__ = ["TABLE", "Interception", "make_interception", "render_ruleset", "render_shaper", "render_shaping"]
+__all__ = ["TABLE", "Interception", "access_lines", "make_interception", "render_ruleset", "render_shaper", "render_shaping"]
 
 TABLE = "netvigil"
 RELAY_PORT = 10443
@@ -142,7 +142,7 @@ def render_ruleset(plan: Plan, scenario: Scenario, active: tuple[Policy, ...], i
             pre += [f"{r} comment \"{p.id}\"" for r in r_pre]
             post += [f"{r} comment \"{p.id}\"" for r in r_post]
     ifaces = _quoted(list(plan.isp_ifaces.values()))
-    shaped = [i for i, rate in render_shaping(plan, active, {i.id: i.line_bps for i in scenario.isps}).items() if rate]
+    shaped = [i for i, rate in render_shaping(plan, active, access_lines(scenario)).items() if rate]
     if shaped:
         post.append(f"oifname {_quoted(sorted(shaped))} ct reply bytes < {NEW_FLOW_BYTES} "
                     f"meta priority set {NEW_FLOW_CLASS} comment \"new flows first\"")
@@ -167,6 +167,11 @@ def render_ruleset(plan: Plan, scenario: Scenario, active: tuple[Policy, ...], i
     chain("nat_pre", "prerouting", "dstnat", nat)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def access_lines(scenario: Scenario) -> dict[str, int | None]:
+    """ISP id -> its access line's rate (bit/s), None where the scenario gives it none."""
+    return {i.id: i.line_bps for i in scenario.isps}
 
 
 def render_shaping(plan: Plan, active: tuple[Policy, ...], lines: dict[str, int | None] | None = None,
