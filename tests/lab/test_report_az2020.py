@@ -66,9 +66,10 @@ def test_social_media_blocking_starts_on_27_september_on_the_true_isps(built) ->
     blocks, _, _ = truth_intervals(truth, scenario, c.urls, c.start, c.until)
     wanted = {(t.asn, t.key): t.start for t in blocks if t.key in SOCIAL and local_day(t.start) == SEPT27}
     assert {k for _, k in wanted} == set(SOCIAL), "the scenario blocks these services from 27 Sep"
-    detected = {(d.asn, d.key) for d in detected_blocking(pub.incidents, scenario)
+    spans = detected_blocking(pub.incidents, scenario)
+    detected = {(d.asn, d.key) for d in spans
                 if (d.asn, d.key) in wanted and abs(d.start - wanted[(d.asn, d.key)]) <= c.round}
-    on_the_day = {(d.asn, d.key) for d in detected_blocking(pub.incidents, scenario) if local_day(d.start) == SEPT27}
+    on_the_day = {(d.asn, d.key) for d in spans if local_day(d.start) == SEPT27}
     found = set(wanted) & detected
     print(f"social-media blocking within a round of 27 Sep 00:00 on the true ISP: {len(found)} of {len(wanted)} "
           f"({len(set(wanted) & on_the_day)} dated 27 Sep); missed {sorted(set(wanted) - detected)}")
