@@ -63,9 +63,7 @@ def serve(
         policy = Policy.from_cidrs(allow_net or [], rate_per_minute=rate, max_concurrency=max_concurrency,
                                    share_seconds=share_seconds,
                                    ports=frozenset({80, 443, *(allow_port or ())}))
-        _check_flags(port, rate, max_concurrency, timeout, tls_cert, tls_key, ca_file)
-        if not 0 <= share_seconds <= 60:
-            raise ValueError("--share-seconds must be between 0 and 60")
+        _check_flags(port, rate, max_concurrency, timeout, share_seconds, tls_cert, tls_key, ca_file)
         server_tls = load_server_tls(tls_cert, tls_key)
         asns = asn_lookup(mmdb=asn_db or [], lab_table=lab_ip_table)
     except ValueError as exc:
@@ -89,8 +87,8 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _check_flags(port: int, rate: float, max_concurrency: int, timeout: float, tls_cert: Path | None,
-                 tls_key: Path | None, ca_file: Path | None) -> None:
+def _check_flags(port: int, rate: float, max_concurrency: int, timeout: float, share_seconds: float,
+                 tls_cert: Path | None, tls_key: Path | None, ca_file: Path | None) -> None:
     if not 0 <= port <= 65535:
         raise ValueError(f"--port {port}: not a TCP port")
     if rate <= 0:
@@ -99,6 +97,8 @@ def _check_flags(port: int, rate: float, max_concurrency: int, timeout: float, t
         raise ValueError("--max-concurrency must be at least 1")
     if not 0 < timeout <= 300:
         raise ValueError("--timeout must be between 0 and 300 seconds")
+    if not 0 <= share_seconds <= 60:
+        raise ValueError("--share-seconds must be between 0 and 60")
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
     if ca_file is not None:

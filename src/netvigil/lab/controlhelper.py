@@ -46,6 +46,10 @@ class ControlHelper:
         return [*self.names, self.address]
 
 
+# The helper's limits a scenario may set, each passed on as the `control serve` flag of the same name.
+_OPTIONAL_LIMITS = {"max_concurrency": int, "timeout": float, "share_seconds": float}
+
+
 def make_control_helpers(plan: Plan, scenario: Scenario) -> list[ControlHelper]:
     """Every control helper process of the scenario, HTTPS first, in target order."""
     out: list[ControlHelper] = []
@@ -53,12 +57,8 @@ def make_control_helpers(plan: Plan, scenario: Scenario) -> list[ControlHelper]:
         if t.kind != "control":
             continue
         ns = plan.internet if ipaddress.ip_address(t.address) in INTERNET_RANGE else plan.domestic
-        limits = {
-            "rate": int(t.server.get("rate", DEFAULT_RATE)),
-            "max_concurrency": int(t.server["max_concurrency"]) if "max_concurrency" in t.server else None,
-            "timeout": float(t.server["timeout"]) if "timeout" in t.server else None,
-            "share_seconds": float(t.server["share_seconds"]) if "share_seconds" in t.server else None,
-        }
+        limits = {key: kind(t.server[key]) if key in t.server else None for key, kind in _OPTIONAL_LIMITS.items()}
+        limits["rate"] = int(t.server.get("rate", DEFAULT_RATE))
         for port, tls in ((CONTROL_HTTPS_PORT, True), (CONTROL_HTTP_PORT, False)):
             out.append(ControlHelper(f"helper-{t.id}-{port}", ns, t.id, t.address, port, tls, t.names, **limits))
     return out
@@ -76,12 +76,10 @@ def control_argv(helper: ControlHelper, python: str, ca_file: Path, leaf: tuple[
     for net in ALLOW_NETS:
         argv += ["--allow-net", net]
     argv += ["--ca-file", str(ca_file), "--rate", str(helper.rate)]
-    if helper.max_concurrency is not None:
-        argv += ["--max-concurrency", str(helper.max_concurrency)]
-    if helper.timeout is not None:
-        argv += ["--timeout", f"{helper.timeout:g}"]
-    if helper.share_seconds is not None:
-        argv += ["--share-seconds", f"{helper.share_seconds:g}"]
+    for key in _OPTIONAL_LIMITS:  # unset: the helper's own default
+        value = getattr(helper, key)
+        if value is not None:
+            argv += ["--" + key.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
     if ip_table is not None:
         argv += ["--lab-ip-table", str(ip_table)]
     return argv

@@ -33,8 +33,9 @@ TABLE = "netvigil"
 RELAY_PORT = 10443
 DNS_PORT_BASE = 10053
 NEW_FLOW_BYTES = 8000        # a connection's first bytes toward the client that jump the shaper's bulk queue
-NEW_FLOW_CLASS = "10:10"     # htb class of those packets (set as the packet's priority by nft)
-BULK_CLASS = "10:20"         # htb's default class: everything else
+_HTB = "10"                  # the htb qdisc's handle below tbf; its classes are 10:1 (the root), 10:10, 10:20
+NEW_FLOW_CLASS = f"{_HTB}:10"  # htb class of those packets (set as the packet's priority by nft)
+BULK_CLASS = f"{_HTB}:20"      # htb's default class: everything else
 SHAPER_QUEUE_SECONDS = 0.2   # each class queues at most this much traffic at the shaped rate, then drops
 
 
@@ -195,21 +196,19 @@ def render_shaper(iface: str, rate: int) -> list[list[str]]:
     limit = max(int(rate / 8 * SHAPER_QUEUE_SECONDS), 16_000)
     top = f"{10 * rate}bit"
     dev = ["dev", iface]
-    major = NEW_FLOW_CLASS.split(":")[0]
 
-    def leaf(classid: str, prio: int) -> list[list[str]]:
-        minor = classid.split(":")[1]
-        return [["tc", "class", "add", *dev, "parent", f"{major}:1", "classid", classid, "htb", "rate", top,
-                 "prio", str(prio), "quantum", "1514"],
-                ["tc", "qdisc", "add", *dev, "parent", classid, "handle", f"{int(minor, 16) + 0x100:x}:", "bfifo",
+    def leaf(minor: str, prio: int) -> list[list[str]]:  # class 10:<minor>, its FIFO 1<minor>:
+        return [["tc", "class", "add", *dev, "parent", f"{_HTB}:1", "classid", f"{_HTB}:{minor}", "htb", "rate",
+                 top, "prio", str(prio), "quantum", "1514"],
+                ["tc", "qdisc", "add", *dev, "parent", f"{_HTB}:{minor}", "handle", f"1{minor}:", "bfifo",
                  "limit", str(limit)]]
 
+    new_flow, bulk = NEW_FLOW_CLASS.split(":")[1], BULK_CLASS.split(":")[1]
     return [
         ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "tbf", "rate", f"{rate}bit", "burst", str(burst),
          "latency", f"{int(SHAPER_QUEUE_SECONDS * 1000)}ms"],
-        ["tc", "qdisc", "add", *dev, "parent", "1:1", "handle", f"{major}:", "htb", "default",
-         BULK_CLASS.split(":")[1]],
-        ["tc", "class", "add", *dev, "parent", f"{major}:", "classid", f"{major}:1", "htb", "rate", top],
-        *leaf(NEW_FLOW_CLASS, 0),
-        *leaf(BULK_CLASS, 1),
+        ["tc", "qdisc", "add", *dev, "parent", "1:1", "handle", f"{_HTB}:", "htb", "default", bulk],
+        ["tc", "class", "add", *dev, "parent", f"{_HTB}:", "classid", f"{_HTB}:1", "htb", "rate", top],
+        *leaf(new_flow, 0),
+        *leaf(bulk, 1),
     ]

@@ -95,7 +95,8 @@ class Technique(StrEnum):
 
 TARGET_KINDS = ("web", "tls_echo", "tor", "largefile", "vpn", "control", "host")
 # A `control` target runs netvigil's control helper twice: with TLS on 443 and in plain HTTP on 80. Its
-# `server` table may tune the helper's limits (requests per minute, concurrent requests, per-request timeout).
+# `server` table may tune the helper's limits (requests per minute, concurrent requests, per-request timeout,
+# seconds an answer is shared between identical requests).
 CONTROL_HTTPS_PORT = 443
 CONTROL_HTTP_PORT = 80
 CONTROL_SERVER_KEYS = {"rate": (int,), "max_concurrency": (int,), "timeout": (int, float),
