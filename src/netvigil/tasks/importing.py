@@ -42,7 +42,7 @@ from netvigil.model.measurement import Measurement, SourceRef
 from netvigil.store import Store, StoreBatch, WriteResult
 from netvigil.tasks.reader import RawRecord, iter_input_files, iter_records
 
-__all__ = ["MakeImportParams", "ImportSummary", "make_import", "Quarantine", "iter_decoded"]
+__all__ = ["MakeImportParams", "ImportSummary", "make_import", "import_tuning", "Quarantine", "iter_decoded"]
 
 BATCH_SIZE = 500
 # Memory is bounded by bytes as well as by count: a batch of 500 measurements
@@ -246,7 +246,7 @@ _SWITCH_INTERVAL = 0.0005
 
 
 @contextmanager
-def _import_tuning() -> Iterator[None]:
+def import_tuning() -> Iterator[None]:
     """Interpreter settings for a long import, restored afterwards.
 
     Cyclic garbage is collected less often: an import allocates millions of
@@ -266,7 +266,7 @@ def _import_tuning() -> Iterator[None]:
 
 
 def make_import(params: MakeImportParams) -> ImportSummary:
-    with _import_tuning():
+    with import_tuning():
         return _make_import(params)
 
 
