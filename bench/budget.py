@@ -24,7 +24,9 @@ measurement, how long each thread ran and waited for a vCPU, and how long the
 judging thread slept (waiting for the GIL, for a store queue, or at the end
 for the last commit); how much more CPU the same work took with the threads
 side by side than stage by stage alone (two vCPUs that are hyperthreads of
-one core slow each other down), and how busy the vCPUs were.
+one core slow each other down), and how busy the vCPUs were. The store's
+threads are read every 20 ms while they live, so their last few ms are not
+counted.
 
 Usage: python bench/budget.py [--mb 64] [--repeat 3]
 """
