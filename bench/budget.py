@@ -127,7 +127,7 @@ def thread_profile(path: Path, workdir: Path) -> tuple[int, float, dict[str, tup
     from netvigil.tasks.importing import MakeImportParams, make_import
 
     fps = load_fingerprints(SHARED / "fingerprints")
-    seen: dict[str, tuple[int, tuple[float, float]]] = {}
+    seen: dict[str, tuple[float, float]] = {}
     done = threading.Event()
 
     def poll() -> None:  # the store's threads end with the import: keep their last reading
@@ -135,7 +135,7 @@ def thread_profile(path: Path, workdir: Path) -> tuple[int, float, dict[str, tup
             for t in threading.enumerate():
                 if t.native_id is not None and t is not poller and t is not threading.main_thread():
                     try:
-                        seen[t.name] = (t.native_id, _schedstat(t.native_id))
+                        seen[t.name] = _schedstat(t.native_id)
                     except OSError:
                         pass
 
@@ -152,7 +152,7 @@ def thread_profile(path: Path, workdir: Path) -> tuple[int, float, dict[str, tup
         done.set()
         poller.join()
     threads = {"judging (main)": (after[0] - before[0], after[1] - before[1])}
-    threads.update({name: stat for name, (_, stat) in sorted(seen.items())})
+    threads.update(sorted(seen.items()))
     return summary.records, wall, threads
 
 

@@ -34,8 +34,9 @@ RELAY_PORT = 10443
 DNS_PORT_BASE = 10053
 NEW_FLOW_BYTES = 8000        # a connection's first bytes toward the client that jump the shaper's bulk queue
 _HTB = "10"                  # the htb qdisc's handle below tbf; its classes are 10:1 (the root), 10:10, 10:20
-NEW_FLOW_CLASS = f"{_HTB}:10"  # htb class of those packets (set as the packet's priority by nft)
-BULK_CLASS = f"{_HTB}:20"      # htb's default class: everything else
+_NEW_FLOW_MINOR, _BULK_MINOR = "10", "20"
+NEW_FLOW_CLASS = f"{_HTB}:{_NEW_FLOW_MINOR}"  # htb class of those packets (set as the packet's priority by nft)
+BULK_CLASS = f"{_HTB}:{_BULK_MINOR}"          # htb's default class: everything else
 SHAPER_QUEUE_SECONDS = 0.2   # each class queues at most this much traffic at the shaped rate, then drops
 
 
@@ -203,12 +204,11 @@ def render_shaper(iface: str, rate: int) -> list[list[str]]:
                 ["tc", "qdisc", "add", *dev, "parent", f"{_HTB}:{minor}", "handle", f"1{minor}:", "bfifo",
                  "limit", str(limit)]]
 
-    new_flow, bulk = NEW_FLOW_CLASS.split(":")[1], BULK_CLASS.split(":")[1]
     return [
         ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "tbf", "rate", f"{rate}bit", "burst", str(burst),
          "latency", f"{int(SHAPER_QUEUE_SECONDS * 1000)}ms"],
-        ["tc", "qdisc", "add", *dev, "parent", "1:1", "handle", f"{_HTB}:", "htb", "default", bulk],
+        ["tc", "qdisc", "add", *dev, "parent", "1:1", "handle", f"{_HTB}:", "htb", "default", _BULK_MINOR],
         ["tc", "class", "add", *dev, "parent", f"{_HTB}:", "classid", f"{_HTB}:1", "htb", "rate", top],
-        *leaf(new_flow, 0),
-        *leaf(bulk, 1),
+        *leaf(_NEW_FLOW_MINOR, 0),
+        *leaf(_BULK_MINOR, 1),
     ]
